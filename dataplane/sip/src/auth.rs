@@ -36,7 +36,12 @@ impl<'a> Auth<'a> {
             let (name, value) = p.ok_or(Malformed)?;
             let well_formed = match value.first() {
                 Some(b'"') => quoted_string_end(value, 0) == Some(value.len()),
-                _ => !value.is_empty() && value.iter().all(|&c| text::is_token(c) || c == b'/' || c == b'='),
+                _ => {
+                    !value.is_empty()
+                        && value
+                            .iter()
+                            .all(|&c| text::is_token(c) || c == b'/' || c == b'=')
+                }
             };
             if !text::all_tokens(name) || !well_formed {
                 return Err(Malformed);
@@ -104,8 +109,9 @@ impl<'a> Auth<'a> {
         if nc.len() != 8 {
             return None;
         }
-        nc.iter()
-            .try_fold(0u32, |acc, &c| text::hex_value(c).map(|d| acc << 4 | u32::from(d)))
+        nc.iter().try_fold(0u32, |acc, &c| {
+            text::hex_value(c).map(|d| acc << 4 | u32::from(d))
+        })
     }
 
     /// `cnonce`
@@ -125,7 +131,8 @@ impl<'a> Auth<'a> {
 
     /// `stale` (challenges): true when set to `true`, case-insensitively.
     pub fn stale(&self) -> bool {
-        self.param(b"stale").is_some_and(|v| v.eq_ignore_ascii_case(b"true"))
+        self.param(b"stale")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"true"))
     }
 
     /// Iterates `(name, raw value)` pairs; `None` marks a malformed element.

@@ -117,11 +117,18 @@ impl<'m, 'e> Editor<'m, 'e> {
                     return Err(EditError::MaxForwardsExhausted);
                 }
                 let start = self.msg.offset_of(h.value());
-                self.splice(start, start + h.value().len(), Content::Decimal(u32::from(value) - 1))
+                self.splice(
+                    start,
+                    start + h.value().len(),
+                    Content::Decimal(u32::from(value) - 1),
+                )
             }
             None => {
                 let at = self.end_of_headers();
-                self.insert(at, Content::NumberLine("Max-Forwards", DEFAULT_MAX_FORWARDS.into()))
+                self.insert(
+                    at,
+                    Content::NumberLine("Max-Forwards", DEFAULT_MAX_FORWARDS.into()),
+                )
             }
         }
     }
@@ -188,7 +195,11 @@ impl<'m, 'e> Editor<'m, 'e> {
     }
 
     /// Appends a header line at the end of the header section.
-    pub fn add_header(&mut self, name: &'static str, value: &'e [u8]) -> Result<&mut Self, EditError> {
+    pub fn add_header(
+        &mut self,
+        name: &'static str,
+        value: &'e [u8],
+    ) -> Result<&mut Self, EditError> {
         let at = self.end_of_headers();
         self.insert(at, Content::Line(name, value))
     }
@@ -274,7 +285,11 @@ impl<'m, 'e> Editor<'m, 'e> {
 
     /// Removes one list element from a header line: the whole line when it is the only one,
     /// otherwise the element and the comma that joins it to its neighbour.
-    fn remove_value(&mut self, line: (usize, usize, &'e [u8]), element: &'e [u8]) -> Result<&mut Self, EditError> {
+    fn remove_value(
+        &mut self,
+        line: (usize, usize, &'e [u8]),
+        element: &'e [u8],
+    ) -> Result<&mut Self, EditError> {
         let (line_start, line_end, value) = line;
         let mut elements = ListElements::new(value);
         let count = elements.by_ref().take(2).count();
@@ -289,17 +304,22 @@ impl<'m, 'e> Editor<'m, 'e> {
         let src = msg.as_bytes();
         if el_end < value_end {
             // Not last: remove through the following comma and whitespace.
-            let comma = memchr::memchr(b',', &src[el_end..value_end]).map_or(value_end, |i| el_end + i);
+            let comma =
+                memchr::memchr(b',', &src[el_end..value_end]).map_or(value_end, |i| el_end + i);
             let next = crate::text::skip_lws(&src[..value_end], (comma + 1).min(value_end));
             self.splice(el_start, next, Content::Nothing)
         } else {
             // Last: remove from the preceding comma.
-            let comma = memchr::memrchr(b',', &src[value_start..el_start]).map_or(el_start, |i| value_start + i);
+            let comma = memchr::memrchr(b',', &src[value_start..el_start])
+                .map_or(el_start, |i| value_start + i);
             self.splice(comma, el_end, Content::Nothing)
         }
     }
 
-    fn last_value(&self, name: HeaderName) -> Result<(&'e [u8], crate::message::HeaderLine), EditError> {
+    fn last_value(
+        &self,
+        name: HeaderName,
+    ) -> Result<(&'e [u8], crate::message::HeaderLine), EditError> {
         let line = self.line_of(name, Last).ok_or(EditError::Missing(name))?;
         let value = &self.msg.as_bytes()[line.value_start as usize..line.value_end as usize];
         let last = ListElements::new(value).last().unwrap_or_default();
@@ -310,7 +330,12 @@ impl<'m, 'e> Editor<'m, 'e> {
         self.splice(at, at, content)
     }
 
-    fn splice(&mut self, start: usize, end: usize, content: Content<'e>) -> Result<&mut Self, EditError> {
+    fn splice(
+        &mut self,
+        start: usize,
+        end: usize,
+        content: Content<'e>,
+    ) -> Result<&mut Self, EditError> {
         self.splices
             .try_push(Splice {
                 start: start as u32,

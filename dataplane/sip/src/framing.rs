@@ -75,14 +75,18 @@ impl Deframer {
             return self.complete(buf, len);
         }
         match buf {
-            [] | [b'\r'] | [b'\r', b'\n'] | [b'\r', b'\n', b'\r'] => return frame(0, Frame::NeedMore),
+            [] | [b'\r'] | [b'\r', b'\n'] | [b'\r', b'\n', b'\r'] => {
+                return frame(0, Frame::NeedMore);
+            }
             [b'\r', b'\n', b'\r', b'\n', ..] => return frame(4, Frame::Ping),
             [b'\r', b'\n', ..] => return frame(2, Frame::Pong),
             _ => {}
         }
         let search_from = self.scanned.saturating_sub(3);
         let window = &buf[..buf.len().min(self.max_message)];
-        let Some(blank) = memchr::memmem::find(&window[search_from..], b"\r\n\r\n").map(|i| search_from + i) else {
+        let Some(blank) =
+            memchr::memmem::find(&window[search_from..], b"\r\n\r\n").map(|i| search_from + i)
+        else {
             if buf.len() >= self.max_message {
                 return self.fail(ParseError::TooLarge);
             }
@@ -144,10 +148,13 @@ fn content_length(headers: &[u8]) -> Result<Option<usize>, ParseError> {
         let name = text::trim_lws(&line[..colon]);
         if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
             if found.is_some() {
-                return Err(ParseError::DuplicateHeader(crate::HeaderName::ContentLength));
+                return Err(ParseError::DuplicateHeader(
+                    crate::HeaderName::ContentLength,
+                ));
             }
             let value = text::trim_lws(&line[colon + 1..]);
-            let n = text::parse_decimal(value, u64::from(u32::MAX)).ok_or(ParseError::BadContentLength)?;
+            let n = text::parse_decimal(value, u64::from(u32::MAX))
+                .ok_or(ParseError::BadContentLength)?;
             found = Some(n as usize);
         }
     }
@@ -167,7 +174,10 @@ mod tests {
         assert_eq!(d.poll(b"\r\nOPT").consumed, 2);
         assert_eq!(d.poll(b"\r\n").frame, Ok(Frame::NeedMore));
         let out = d.poll(MSG);
-        assert_eq!((out.consumed, out.frame), (MSG.len(), Ok(Frame::Message { len: MSG.len() })));
+        assert_eq!(
+            (out.consumed, out.frame),
+            (MSG.len(), Ok(Frame::Message { len: MSG.len() }))
+        );
     }
 
     #[test]
@@ -176,7 +186,11 @@ mod tests {
         let mut stream = MSG.to_vec();
         stream.extend_from_slice(MSG);
         for end in 1..MSG.len() {
-            assert_eq!(d.poll(&stream[..end]).frame, Ok(Frame::NeedMore), "at {end}");
+            assert_eq!(
+                d.poll(&stream[..end]).frame,
+                Ok(Frame::NeedMore),
+                "at {end}"
+            );
         }
         assert_eq!(d.poll(&stream).consumed, MSG.len());
         assert_eq!(d.poll(&stream[MSG.len()..]).consumed, MSG.len());
@@ -188,7 +202,13 @@ mod tests {
         assert_eq!(d.poll(&[b'A'; 40]).frame, Err(ParseError::TooLarge));
         assert_eq!(d.poll(MSG).frame, Err(ParseError::TooLarge));
         let mut d = Deframer::default();
-        assert_eq!(d.poll(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n").frame, Err(ParseError::MissingContentLength));
-        assert_eq!(d.poll(b"OPTIONS sip:a@b SIP/2.0\r\nl: -1\r\n\r\n").frame, Err(ParseError::BadContentLength));
+        assert_eq!(
+            d.poll(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n").frame,
+            Err(ParseError::MissingContentLength)
+        );
+        assert_eq!(
+            d.poll(b"OPTIONS sip:a@b SIP/2.0\r\nl: -1\r\n\r\n").frame,
+            Err(ParseError::BadContentLength)
+        );
     }
 }

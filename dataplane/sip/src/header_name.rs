@@ -130,7 +130,10 @@ mod tests {
 
     #[test]
     fn lookup_is_case_insensitive_with_compact_forms() {
-        assert_eq!(HeaderName::from_bytes(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
+        assert_eq!(
+            HeaderName::from_bytes(b"MaX-fOrWaRdS"),
+            HeaderName::MaxForwards
+        );
         assert_eq!(HeaderName::from_bytes(b"v"), HeaderName::Via);
         assert_eq!(HeaderName::from_bytes(b"L"), HeaderName::ContentLength);
         assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);

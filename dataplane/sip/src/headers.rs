@@ -32,7 +32,9 @@ impl<'a> CSeq<'a> {
 /// Checks `callid = word [ "@" word ]`.
 pub(crate) fn is_call_id(value: &[u8]) -> bool {
     let mut parts = value.splitn(2, |&c| c == b'@');
-    let word = |w: Option<&[u8]>| w.is_some_and(|w| !w.is_empty() && w.iter().all(|&c| text::is_word(c) && c != b'@'));
+    let word = |w: Option<&[u8]>| {
+        w.is_some_and(|w| !w.is_empty() && w.iter().all(|&c| text::is_word(c) && c != b'@'))
+    };
     let first = parts.next();
     word(first) && parts.next().is_none_or(|w| word(Some(w)))
 }
@@ -135,7 +137,10 @@ mod tests {
     fn cseq() {
         assert_eq!(
             CSeq::parse(b"0009\r\n  INVITE"),
-            Some(CSeq { seq: 9, method: Method::Invite })
+            Some(CSeq {
+                seq: 9,
+                method: Method::Invite
+            })
         );
         assert_eq!(CSeq::parse(b"36893488147419103232 REGISTER"), None);
         assert_eq!(CSeq::parse(b"1INVITE"), None);
@@ -159,6 +164,11 @@ mod tests {
         assert!(m.is(b"MULTIPART", b"mixed"));
         assert!(Parameterized::parse(b"active garbage").is_none());
         assert_eq!(parse_delta_seconds(b"99999999999"), Some(u32::MAX));
-        assert!(parse_param_list(b"icid-value=1234bc9876e;icid-generated-at=192.0.6.8;orig-ioi=home1.net").is_some());
+        assert!(
+            parse_param_list(
+                b"icid-value=1234bc9876e;icid-generated-at=192.0.6.8;orig-ioi=home1.net"
+            )
+            .is_some()
+        );
     }
 }

@@ -30,6 +30,7 @@
 //! assert!(out.windows(16).any(|w| w == b"Max-Forwards: 69"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod auth;

@@ -127,7 +127,9 @@ impl<'a> Message<'a> {
                 content_length = Some(n as u32);
             }
             pos = line.end as usize;
-            headers.try_push(line).map_err(|_| ParseError::TooManyHeaders)?;
+            headers
+                .try_push(line)
+                .map_err(|_| ParseError::TooManyHeaders)?;
         };
         let body_start = headers_end + 2;
         let available = buf.len() - body_start;
@@ -217,14 +219,16 @@ impl<'a> Message<'a> {
     /// The first header whose raw name equals `name` case-insensitively; for extension
     /// headers, which have no [`HeaderName`].
     pub fn extension_header(&self, name: &[u8]) -> Option<Header<'a>> {
-        self.headers().find(|h| h.raw_name.eq_ignore_ascii_case(name))
+        self.headers()
+            .find(|h| h.raw_name.eq_ignore_ascii_case(name))
     }
 
     /// The comma-separated elements of every header line with this name, in order, each
     /// trimmed. An empty element (`a,,b`) is yielded as an empty slice for the typed parsers
     /// to refuse.
     pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + '_ {
-        self.headers_named(name).flat_map(|h| ListElements::new(h.value))
+        self.headers_named(name)
+            .flat_map(|h| ListElements::new(h.value))
     }
 
     pub(crate) fn header_lines(&self) -> &[HeaderLine] {
@@ -410,7 +414,10 @@ v=0\r\nEXTRA";
         assert_eq!(m.headers().count(), 7);
         assert_eq!(m.body(), b"v=0\r");
         assert!(m.as_bytes().ends_with(b"v=0\r"));
-        assert_eq!(m.header(HeaderName::CallId).unwrap().value(), b"a84b4c76e66710@pc33.example.com");
+        assert_eq!(
+            m.header(HeaderName::CallId).unwrap().value(),
+            b"a84b4c76e66710@pc33.example.com"
+        );
     }
 
     #[test]
@@ -422,21 +429,48 @@ v=0\r\nEXTRA";
             ParseError::MissingContentLength
         );
         let long_cl = b"OPTIONS sip:a@b SIP/2.0\r\nl: 10\r\n\r\nbody";
-        assert_eq!(Message::parse(long_cl).unwrap_err(), ParseError::BodyTruncated);
-        assert_eq!(Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n").unwrap_err(), ParseError::Truncated);
-        assert_eq!(Message::parse(b"OPTIONS sip:a@b SIP/2.0\nVia: x\r\n\r\n").unwrap_err(), ParseError::BadHeaderLine);
+        assert_eq!(
+            Message::parse(long_cl).unwrap_err(),
+            ParseError::BodyTruncated
+        );
+        assert_eq!(
+            Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n").unwrap_err(),
+            ParseError::Truncated
+        );
+        assert_eq!(
+            Message::parse(b"OPTIONS sip:a@b SIP/2.0\nVia: x\r\n\r\n").unwrap_err(),
+            ParseError::BadHeaderLine
+        );
     }
 
     #[test]
     fn start_lines() {
         let bad = |s: &[u8]| Message::parse(s).unwrap_err();
-        assert_eq!(bad(b"OPTIONS sip:a@b SIP/7.0\r\n\r\n"), ParseError::BadVersion);
-        assert_eq!(bad(b"OPTIONS  sip:a@b SIP/2.0\r\n\r\n"), ParseError::BadRequestLine);
-        assert_eq!(bad(b"OPTIONS sip:a@b SIP/2.0 \r\n\r\n"), ParseError::BadRequestLine);
-        assert_eq!(bad(b"SIP/2.0 4294967301 big\r\n\r\n"), ParseError::BadStatusCode);
+        assert_eq!(
+            bad(b"OPTIONS sip:a@b SIP/7.0\r\n\r\n"),
+            ParseError::BadVersion
+        );
+        assert_eq!(
+            bad(b"OPTIONS  sip:a@b SIP/2.0\r\n\r\n"),
+            ParseError::BadRequestLine
+        );
+        assert_eq!(
+            bad(b"OPTIONS sip:a@b SIP/2.0 \r\n\r\n"),
+            ParseError::BadRequestLine
+        );
+        assert_eq!(
+            bad(b"SIP/2.0 4294967301 big\r\n\r\n"),
+            ParseError::BadStatusCode
+        );
         assert_eq!(bad(b"SIP/2.0 099 low\r\n\r\n"), ParseError::BadStatusCode);
         let r = Message::parse(b"SIP/2.0 100 \r\n\r\n").unwrap();
-        assert_eq!(r.start_line(), StartLine::Response { code: 100, reason: b"" });
+        assert_eq!(
+            r.start_line(),
+            StartLine::Response {
+                code: 100,
+                reason: b""
+            }
+        );
     }
 
     #[test]

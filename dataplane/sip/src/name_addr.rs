@@ -33,7 +33,10 @@ impl<'a> NameAddr<'a> {
                 (Some(&value[..end]), Some(lt + 1))
             }
             // A display name cannot hold ';', so a '<' after one sits in a parameter value.
-            Some(_) => match memchr::memchr(b'<', &value[..memchr::memchr(b';', value).unwrap_or(value.len())]) {
+            Some(_) => match memchr::memchr(
+                b'<',
+                &value[..memchr::memchr(b';', value).unwrap_or(value.len())],
+            ) {
                 Some(lt) => {
                     let name = trim_lws(&value[..lt]);
                     // An unquoted display name is a run of tokens (RFC 4475 `baddn`).
@@ -210,7 +213,10 @@ mod tests {
 
     #[test]
     fn forms() {
-        let a = NameAddr::parse(br#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#).unwrap();
+        let a = NameAddr::parse(
+            br#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#,
+        )
+        .unwrap();
         assert_eq!(a.display_name(), Some(&br#""J Rosenberg \\\"""#[..]));
         assert_eq!(a.tag(), Some(&b"98asjd8"[..]));
         let a = NameAddr::parse(b"caller<sip:caller@example.com>;tag=323").unwrap();
@@ -234,13 +240,20 @@ mod tests {
             b"<sip:joe@example.org",
             b"",
         ] {
-            assert!(NameAddr::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                NameAddr::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn contact_params() {
-        let c = Contact::parse(br#"<sip:u@h>;q=0.7;expires=3600;+sip.instance="<urn:uuid:1>";reg-id=1"#).unwrap();
+        let c = Contact::parse(
+            br#"<sip:u@h>;q=0.7;expires=3600;+sip.instance="<urn:uuid:1>";reg-id=1"#,
+        )
+        .unwrap();
         assert_eq!(c.q(), Some(700));
         assert_eq!(c.expires(), Some(3600));
         assert_eq!(c.instance(), Some(&b"<urn:uuid:1>"[..]));

@@ -50,7 +50,13 @@ impl<'r, 'e> ResponseBuilder<'r, 'e> {
     /// lacks a header every response must copy.
     pub fn write(&self, out: &mut Vec<u8>) -> Result<usize, ParseError> {
         let request = self.request;
-        for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
+        for name in [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ] {
             if request.header(name).is_none() {
                 return Err(ParseError::MissingHeader(name));
             }

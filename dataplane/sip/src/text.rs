@@ -27,12 +27,28 @@ const fn build_classes() -> [u8; 256] {
         if c.is_ascii_alphabetic() {
             bits |= ALPHA;
         }
-        if alnum || matches!(c, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~') {
+        if alnum
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
             bits |= TOKEN | WORD;
         }
         if matches!(
             c,
-            b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}'
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
         ) {
             bits |= WORD;
         }
@@ -292,7 +308,10 @@ mod tests {
     fn decimal_bounds() {
         assert_eq!(parse_decimal(b"0068", 255), Some(68));
         assert_eq!(parse_decimal(b"256", 255), None);
-        assert_eq!(parse_decimal(b"99999999999999999999999", u64::from(u32::MAX)), None);
+        assert_eq!(
+            parse_decimal(b"99999999999999999999999", u64::from(u32::MAX)),
+            None
+        );
         assert_eq!(parse_decimal(b"-1", 255), None);
     }
 }

@@ -144,7 +144,10 @@ impl<'a> Message<'a> {
 
     /// Authorization, Proxy-Authorization, WWW-Authenticate or Proxy-Authenticate: one
     /// challenge or credential set per header line.
-    pub fn auth(&self, name: HeaderName) -> impl Iterator<Item = Result<Auth<'a>, ParseError>> + '_ {
+    pub fn auth(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<Auth<'a>, ParseError>> + '_ {
         self.headers_named(name)
             .map(move |h| Auth::parse(h.value()).map_err(|_| ParseError::BadHeader(name)))
     }
@@ -180,7 +183,10 @@ impl<'a> Message<'a> {
 
     /// P-Charging-Function-Addresses (RFC 7315): `ccf` and `ecf` parameters.
     pub fn p_charging_function_addresses(&self) -> Result<Option<Params<'a>>, ParseError> {
-        self.optional(HeaderName::PChargingFunctionAddresses, headers::parse_param_list)
+        self.optional(
+            HeaderName::PChargingFunctionAddresses,
+            headers::parse_param_list,
+        )
     }
 
     fn name_addrs(
@@ -260,7 +266,12 @@ Content-Length: 0\r\n\
         let pani = m.p_access_network_info().unwrap().unwrap();
         assert_eq!(pani.value(), b"3GPP-E-UTRAN-FDD");
         assert_eq!(m.p_visited_network_ids().count(), 2);
-        assert!(m.p_charging_vector().unwrap().unwrap().contains(b"orig-ioi"));
+        assert!(
+            m.p_charging_vector()
+                .unwrap()
+                .unwrap()
+                .contains(b"orig-ioi")
+        );
         let pcfa = m.p_charging_function_addresses().unwrap().unwrap();
         assert_eq!(pcfa.iter().filter(|p| p.name == b"ccf").count(), 2);
         assert_eq!(m.expires().unwrap(), Some(7200));

@@ -98,7 +98,9 @@ fn is_domain(s: &[u8]) -> bool {
             !label.is_empty()
                 && label[0] != b'-'
                 && label[label.len() - 1] != b'-'
-                && label.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+                && label
+                    .iter()
+                    .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
         })
 }
 
@@ -173,9 +175,10 @@ impl<'a> Uri<'a> {
         let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
         let number = &rest[..end];
         if number.is_empty()
-            || !number
-                .iter()
-                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#'))
+            || !number.iter().all(|&c| {
+                c.is_ascii_alphanumeric()
+                    || matches!(c, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#')
+            })
         {
             return Err(UriError::BadUser);
         }
@@ -197,8 +200,14 @@ impl<'a> Uri<'a> {
                     Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
                     None => (userinfo, None),
                 };
-                let ok = |s: &[u8]| s.iter().all(|&c| text::is_uric(c) && !matches!(c, b'[' | b']'));
-                if user.is_empty() || !ok(user) || !password.is_none_or(|p| ok(p) && !p.contains(&b':')) {
+                let ok = |s: &[u8]| {
+                    s.iter()
+                        .all(|&c| text::is_uric(c) && !matches!(c, b'[' | b']'))
+                };
+                if user.is_empty()
+                    || !ok(user)
+                    || !password.is_none_or(|p| ok(p) && !p.contains(&b':'))
+                {
                     return Err(UriError::BadUser);
                 }
                 (Some(user), password, &rest[at + 1..])
@@ -220,7 +229,10 @@ impl<'a> Uri<'a> {
         };
         check_uri_params(params)?;
         if let Some(h) = headers {
-            if h.is_empty() || h.split(|&c| c == b'&').any(|hv| !hv.contains(&b'=') || hv[0] == b'=') {
+            if h.is_empty()
+                || h.split(|&c| c == b'&')
+                    .any(|hv| !hv.contains(&b'=') || hv[0] == b'=')
+            {
                 return Err(UriError::BadParam);
             }
         }
@@ -299,8 +311,10 @@ impl<'a> Uri<'a> {
         match (self.scheme, other.scheme) {
             (Scheme::Sip, Scheme::Sip) | (Scheme::Sips, Scheme::Sips) => self.sip_equivalent(other),
             (Scheme::Tel, Scheme::Tel) => {
-                tel_digits_equal(self.user.unwrap_or_default(), other.user.unwrap_or_default())
-                    && params_equivalent(self.params(), other.params(), &[])
+                tel_digits_equal(
+                    self.user.unwrap_or_default(),
+                    other.user.unwrap_or_default(),
+                ) && params_equivalent(self.params(), other.params(), &[])
             }
             (Scheme::Other(a), Scheme::Other(b)) => {
                 a.eq_ignore_ascii_case(b) && self.user == other.user
@@ -366,7 +380,8 @@ fn split_port(s: &[u8]) -> Result<(&[u8], Option<u16>), UriError> {
             Some(c) => c,
         }
     };
-    let port = text::parse_decimal(&s[colon + 1..], u64::from(u16::MAX)).ok_or(UriError::BadPort)?;
+    let port =
+        text::parse_decimal(&s[colon + 1..], u64::from(u16::MAX)).ok_or(UriError::BadPort)?;
     Ok((&s[..colon], Some(port as u16)))
 }
 
@@ -376,7 +391,11 @@ fn check_uri_params(params: &[u8]) -> Result<(), UriError> {
     }
     for p in params.split(|&c| c == b';') {
         let name_end = memchr::memchr(b'=', p).unwrap_or(p.len());
-        if name_end == 0 || !p.iter().all(|&c| text::is_uric(c) && c != b'?' && c != b',') {
+        if name_end == 0
+            || !p
+                .iter()
+                .all(|&c| text::is_uric(c) && c != b'?' && c != b',')
+        {
             return Err(UriError::BadParam);
         }
     }
@@ -385,14 +404,16 @@ fn check_uri_params(params: &[u8]) -> Result<(), UriError> {
 
 fn params_equivalent(a: Params<'_>, b: Params<'_>, must_match: &[&[u8]]) -> bool {
     let one_way = |x: Params<'_>, y: Params<'_>| {
-        x.iter().all(|p| match y.iter().find(|q| eq_unescaped(p.name, q.name, true)) {
-            Some(q) => match (p.value, q.value) {
-                (Some(v), Some(w)) => eq_unescaped(v, w, true),
-                (None, None) => true,
-                _ => false,
+        x.iter().all(
+            |p| match y.iter().find(|q| eq_unescaped(p.name, q.name, true)) {
+                Some(q) => match (p.value, q.value) {
+                    (Some(v), Some(w)) => eq_unescaped(v, w, true),
+                    (None, None) => true,
+                    _ => false,
+                },
+                None => !must_match.iter().any(|m| eq_unescaped(p.name, m, true)),
             },
-            None => !must_match.iter().any(|m| eq_unescaped(p.name, m, true)),
-        })
+        )
     };
     one_way(a, b) && one_way(b, a)
 }
@@ -452,7 +473,10 @@ mod tests {
         assert_eq!(u.host(), Some(Host::Ipv6("2001:db8::10".parse().unwrap())));
         assert_eq!(u.port(), Some(5070));
         let u = uri("sip:[2001:db8::10:5070]");
-        assert_eq!(u.host(), Some(Host::Ipv6("2001:db8::10:5070".parse().unwrap())));
+        assert_eq!(
+            u.host(),
+            Some(Host::Ipv6("2001:db8::10:5070".parse().unwrap()))
+        );
         assert_eq!(u.port(), None);
         assert!(Uri::parse(b"sip:2001:db8::10").is_err());
         assert!(Uri::parse(b"sip:user@[2001:db8::10").is_err());
@@ -460,8 +484,14 @@ mod tests {
 
     #[test]
     fn other_schemes() {
-        assert_eq!(uri("tel:+1-201-555-0123;phone-context=x").user(), Some(&b"+1-201-555-0123"[..]));
-        assert_eq!(uri("soap.beep://192.0.2.103:3002").scheme(), Scheme::Other(b"soap.beep"));
+        assert_eq!(
+            uri("tel:+1-201-555-0123;phone-context=x").user(),
+            Some(&b"+1-201-555-0123"[..])
+        );
+        assert_eq!(
+            uri("soap.beep://192.0.2.103:3002").scheme(),
+            Scheme::Other(b"soap.beep")
+        );
         assert!(Uri::parse(b"<sip:a@b>").is_err());
         assert!(Uri::parse(b"sip:a@b c").is_err());
         assert!(Uri::parse(b"sip:a@b;;lr").is_err());
@@ -470,9 +500,18 @@ mod tests {
     #[test]
     fn rfc3261_equality_examples() {
         let eq = |a: &str, b: &str| uri(a).equivalent(&uri(b));
-        assert!(eq("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"));
-        assert!(eq("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"));
-        assert!(eq("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;newparam=5"));
+        assert!(eq(
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:alice@AtLanTa.CoM;Transport=tcp"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com;newparam=5"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com;security=on",
+            "sip:carol@chicago.com;newparam=5"
+        ));
         assert!(eq(
             "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
             "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"
@@ -481,13 +520,28 @@ mod tests {
             "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
             "sip:alice@atlanta.com?priority=urgent&subject=project%20x"
         ));
-        assert!(!eq("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"));
+        assert!(!eq(
+            "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+            "sip:alice@AtLanTa.CoM;Transport=UDP"
+        ));
         assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
-        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"));
-        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"));
-        assert!(!eq("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com;transport=udp"
+        ));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com:6000;transport=tcp"
+        ));
+        assert!(!eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com?Subject=next%20meeting"
+        ));
         assert!(!eq("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"));
-        assert!(!eq("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"));
+        assert!(!eq(
+            "sip:carol@chicago.com;security=on",
+            "sip:carol@chicago.com;security=off"
+        ));
         assert!(eq("tel:+1-201-555-0123", "tel:+12015550123"));
         assert!(eq("sip:[2001:db8::9:1]", "sip:[2001:0db8:0:0:0:0:9:1]"));
     }

@@ -117,7 +117,9 @@ fn value_is_valid(name: HeaderName, value: &[u8]) -> bool {
     match name {
         HeaderName::Via => each(|v| Via::parse(v).is_ok()),
         HeaderName::Contact => each(|v| Contact::parse(v).is_ok()),
-        HeaderName::From | HeaderName::To | HeaderName::PServedUser => NameAddr::parse(value).is_ok(),
+        HeaderName::From | HeaderName::To | HeaderName::PServedUser => {
+            NameAddr::parse(value).is_ok()
+        }
         HeaderName::Route
         | HeaderName::RecordRoute
         | HeaderName::Path
@@ -129,7 +131,9 @@ fn value_is_valid(name: HeaderName, value: &[u8]) -> bool {
         HeaderName::CallId => headers::is_call_id(value),
         HeaderName::CSeq => CSeq::parse(value).is_some(),
         HeaderName::MaxForwards => text::parse_decimal(value, 255).is_some(),
-        HeaderName::Expires | HeaderName::MinExpires => headers::parse_delta_seconds(value).is_some(),
+        HeaderName::Expires | HeaderName::MinExpires => {
+            headers::parse_delta_seconds(value).is_some()
+        }
         HeaderName::ContentType => MediaType::parse(value).is_some(),
         HeaderName::Require
         | HeaderName::ProxyRequire

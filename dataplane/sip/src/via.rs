@@ -196,13 +196,19 @@ mod tests {
         assert_eq!(v.host(), Host::Ipv4("192.0.2.2".parse().unwrap()));
         assert_eq!(v.branch(), Some(&b"390skdjuw"[..]));
         assert!(!v.has_rfc3261_branch());
-        let v = Via::parse(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ").unwrap();
+        let v = Via::parse(
+            b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ",
+        )
+        .unwrap();
         assert_eq!(v.branch(), Some(&b"z9hG4bK9ikj8"[..]));
     }
 
     #[test]
     fn ipv6_and_rport() {
-        let v = Via::parse(b"SIP/2.0/UDP [2001:db8::9:1]:5070;received=[2001:db8::9:255];branch=z9hG4bKas3;rport").unwrap();
+        let v = Via::parse(
+            b"SIP/2.0/UDP [2001:db8::9:1]:5070;received=[2001:db8::9:255];branch=z9hG4bKas3;rport",
+        )
+        .unwrap();
         assert_eq!(v.port(), Some(5070));
         assert_eq!(v.host_raw(), b"[2001:db8::9:1]");
         assert_eq!(v.rport(), Some(None));
