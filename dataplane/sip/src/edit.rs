@@ -272,7 +272,7 @@ impl<'m, 'e> Editor<'m, 'e> {
         let mut lines = self.msg.header_lines().iter().filter(|l| l.name == name);
         match which {
             First => lines.next().copied(),
-            Last => lines.last().copied(),
+            Last => lines.next_back().copied(),
         }
     }
 

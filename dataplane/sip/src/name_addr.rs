@@ -11,6 +11,7 @@ pub struct NameAddr<'a> {
     display_name: Option<&'a [u8]>,
     uri: Uri<'a>,
     params: Params<'a>,
+    tag: Option<&'a [u8]>,
     bracketed: bool,
 }
 
@@ -52,11 +53,12 @@ impl<'a> NameAddr<'a> {
             Some(start) => {
                 let close = memchr::memchr(b'>', &value[start..]).ok_or(Malformed)? + start;
                 let uri = Uri::parse(&value[start..close]).map_err(|_| Malformed)?;
-                let rest = &value[close + 1..];
+                let (params, tag) = header_params(&value[close + 1..])?;
                 Ok(Self {
                     display_name,
                     uri,
-                    params: header_params(rest)?,
+                    params,
+                    tag,
                     bracketed: true,
                 })
             }
@@ -72,10 +74,12 @@ impl<'a> NameAddr<'a> {
                     return Err(Malformed);
                 }
                 let uri = Uri::parse(raw).map_err(|_| Malformed)?;
+                let (params, tag) = header_params(&value[end..])?;
                 Ok(Self {
                     display_name: None,
                     uri,
-                    params: header_params(&value[end..])?,
+                    params,
+                    tag,
                     bracketed: false,
                 })
             }
@@ -98,8 +102,8 @@ impl<'a> NameAddr<'a> {
     }
 
     /// The `tag` parameter (From and To).
-    pub fn tag(&self) -> Option<&'a [u8]> {
-        self.params.get(b"tag").flatten()
+    pub const fn tag(&self) -> Option<&'a [u8]> {
+        self.tag
     }
 
     /// True when the URI was written between angle brackets.
@@ -108,15 +112,24 @@ impl<'a> NameAddr<'a> {
     }
 }
 
-/// Header parameters following an address: empty, or `;` then a well-formed list.
-fn header_params(rest: &[u8]) -> Result<Params<'_>, Malformed> {
+/// Header parameters following an address: empty, or `;` then a well-formed list. The tag
+/// is captured on the way, since From and To are asked for it on every message.
+fn header_params(rest: &[u8]) -> Result<(Params<'_>, Option<&[u8]>), Malformed> {
     let start = skip_lws(rest, 0);
     match rest.get(start) {
-        None => Ok(Params::default()),
+        None => Ok((Params::default(), None)),
         Some(b';') => {
             let params = Params::new(&rest[start + 1..]);
-            if params.check_generic() {
-                Ok(params)
+            let mut tag = None;
+            let mut tag_ok = true;
+            let params_ok = params.scan(|p| {
+                if p.name.eq_ignore_ascii_case(b"tag") {
+                    tag_ok &= tag.is_none() && p.value.is_some();
+                    tag = p.value;
+                }
+            });
+            if params_ok && tag_ok && !params.is_empty() {
+                Ok((params, tag))
             } else {
                 Err(Malformed)
             }
@@ -126,6 +139,8 @@ fn header_params(rest: &[u8]) -> Result<Params<'_>, Malformed> {
 }
 
 /// One Contact value: `*` (remove all bindings) or an address.
+// Boxing the address would cost an allocation per Contact; values live briefly on the stack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contact<'a> {
     /// An address with its contact parameters.

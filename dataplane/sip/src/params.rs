@@ -70,41 +70,42 @@ impl<'a> Params<'a> {
         }
     }
 
-    /// Checks the header-parameter grammar: every name a token, every value a token, a quoted
-    /// string, or an IP reference (`gen-value`). Typed header parsers call this once, so their
-    /// lookups afterwards cannot meet a malformed parameter.
-    pub(crate) fn check_generic(&self) -> bool {
+    /// Checks the header-parameter grammar — every name a token, every value a token, a
+    /// quoted string or an IP reference (`gen-value`) — and hands each parameter to `visit`
+    /// in the same pass. Typed header parsers call this once, capturing the parameters they
+    /// serve (branch, tag, …), so later lookups can neither fail nor rescan.
+    pub(crate) fn scan(&self, mut visit: impl FnMut(Param<'a>)) -> bool {
         if self.raw.is_empty() {
             return true;
         }
-        let mut segments = 0;
         let mut pos = 0;
         loop {
             let end = find_unnested(self.raw, pos, b';');
             let seg = &self.raw[pos..end.unwrap_or(self.raw.len())];
-            if !check_segment(seg) {
+            let (name, value) = split_param(seg);
+            if !check_segment(name, value) {
                 return false;
             }
-            segments += 1;
+            visit(Param { name, value });
             match end {
                 Some(e) => pos = e + 1,
-                None => return segments > 0,
+                None => return true,
             }
         }
     }
+
+    pub(crate) fn check_generic(&self) -> bool {
+        self.scan(|_| {})
+    }
 }
 
-fn check_segment(seg: &[u8]) -> bool {
-    let (name, value) = split_param(seg);
+fn check_segment(name: &[u8], value: Option<&[u8]>) -> bool {
     if !text::all_tokens(name) {
         return false;
     }
     match value {
         None => true,
-        Some([b'"', ..]) => {
-            let v = value.unwrap_or_default();
-            text::quoted_string_end(v, 0) == Some(v.len())
-        }
+        Some(v @ [b'"', ..]) => text::quoted_string_end(v, 0) == Some(v.len()),
         Some(v) => {
             !v.is_empty()
                 && v.iter()

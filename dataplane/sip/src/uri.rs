@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::params::Params;
+use crate::params::{Param, Params};
 use crate::text::{self, eq_unescaped};
 
 /// Why a URI did not parse. Callers turn this into the error of the header that held it.
@@ -404,16 +404,19 @@ fn check_uri_params(params: &[u8]) -> Result<(), UriError> {
 
 fn params_equivalent(a: Params<'_>, b: Params<'_>, must_match: &[&[u8]]) -> bool {
     let one_way = |x: Params<'_>, y: Params<'_>| {
-        x.iter().all(
-            |p| match y.iter().find(|q| eq_unescaped(p.name, q.name, true)) {
-                Some(q) => match (p.value, q.value) {
+        x.iter().all(|p| {
+            // A repeated name counts once, with its first value (as `Params::get` reads it);
+            // comparing each repeat with y's first made a URI unequal to itself.
+            let named = |q: &Param<'_>| eq_unescaped(p.name, q.name, true);
+            match (x.iter().find(named), y.iter().find(named)) {
+                (Some(p), Some(q)) => match (p.value, q.value) {
                     (Some(v), Some(w)) => eq_unescaped(v, w, true),
                     (None, None) => true,
                     _ => false,
                 },
-                None => !must_match.iter().any(|m| eq_unescaped(p.name, m, true)),
-            },
-        )
+                _ => !must_match.iter().any(|m| eq_unescaped(p.name, m, true)),
+            }
+        })
     };
     one_way(a, b) && one_way(b, a)
 }
@@ -436,14 +439,14 @@ fn headers_equivalent(a: Option<&[u8]>, b: Option<&[u8]>) -> bool {
 }
 
 fn tel_digits_equal(a: &[u8], b: &[u8]) -> bool {
-    let significant = |s: &[u8]| {
+    // Compared lazily, without a length cap: a cap made a long number unequal to itself.
+    fn significant(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
         s.iter()
             .copied()
             .filter(|c| !matches!(c, b'-' | b'.' | b'(' | b')'))
             .map(|c| c.to_ascii_lowercase())
-            .collect::<arrayvec::ArrayVec<u8, 64>>()
-    };
-    a.len() <= 64 && b.len() <= 64 && significant(a) == significant(b)
+    }
+    significant(a).eq(significant(b))
 }
 
 #[cfg(test)]

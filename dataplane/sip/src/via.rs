@@ -17,6 +17,9 @@ pub struct Via<'a> {
     host_raw: &'a [u8],
     port: Option<u16>,
     params: Params<'a>,
+    branch: Option<&'a [u8]>,
+    received: Option<&'a [u8]>,
+    rport: Option<Option<u16>>,
 }
 
 /// The Via value is malformed.
@@ -57,10 +60,7 @@ impl<'a> Via<'a> {
             Some(_) => Params::new(&value[semi + 1..]),
             None => Params::default(),
         };
-        if semi < value.len() && !params.check_generic() {
-            return Err(Malformed);
-        }
-        let via = Self {
+        let mut via = Self {
             protocol,
             version,
             transport,
@@ -68,35 +68,33 @@ impl<'a> Via<'a> {
             host_raw,
             port,
             params,
+            branch: None,
+            received: None,
+            rport: None,
         };
-        via.check_known_params()?;
-        Ok(via)
-    }
-
-    fn check_known_params(&self) -> Result<(), Malformed> {
-        if let Some(received) = self.params.get(b"received") {
-            let v = received.ok_or(Malformed)?;
-            // RFC 5118 §4.5: accept an IPv6 address with or without brackets.
-            let inner = match v {
-                [b'[', inner @ .., b']'] => inner,
-                _ => v,
-            };
-            let ok = if inner.contains(&b':') {
-                uri::parse_ipv6(inner).is_ok()
-            } else {
-                matches!(Host::parse(inner), Ok(Host::Ipv4(_)))
-            };
-            if !ok {
-                return Err(Malformed);
+        let mut known_params_ok = true;
+        let params_ok = params.scan(|p| {
+            let mut first = |seen: bool| known_params_ok &= !seen;
+            if p.name.eq_ignore_ascii_case(b"branch") {
+                first(via.branch.is_some());
+                known_params_ok &= p.value.is_some();
+                via.branch = p.value;
+            } else if p.name.eq_ignore_ascii_case(b"received") {
+                first(via.received.is_some());
+                known_params_ok &= p.value.is_some_and(is_ip_address);
+                via.received = p.value;
+            } else if p.name.eq_ignore_ascii_case(b"rport") {
+                first(via.rport.is_some());
+                let port = p.value.map(|v| text::parse_decimal(v, u64::from(u16::MAX)));
+                known_params_ok &= port != Some(None);
+                via.rport = Some(port.flatten().map(|n| n as u16));
             }
-        }
-        if let Some(Some(rport)) = self.params.get(b"rport") {
-            text::parse_decimal(rport, u64::from(u16::MAX)).ok_or(Malformed)?;
-        }
-        if self.params.get(b"branch").is_some_and(|b| b.is_none()) {
+        });
+        // A ';' with nothing valid after it is as malformed as a bad parameter.
+        if (semi < value.len() && (!params_ok || params.is_empty())) || !known_params_ok {
             return Err(Malformed);
         }
-        Ok(())
+        Ok(via)
     }
 
     /// The protocol name, `SIP`.
@@ -135,8 +133,8 @@ impl<'a> Via<'a> {
     }
 
     /// The branch parameter.
-    pub fn branch(&self) -> Option<&'a [u8]> {
-        self.params.get(b"branch").flatten()
+    pub const fn branch(&self) -> Option<&'a [u8]> {
+        self.branch
     }
 
     /// True when the branch starts with the RFC 3261 magic cookie.
@@ -145,20 +143,32 @@ impl<'a> Via<'a> {
     }
 
     /// The `received` parameter.
-    pub fn received(&self) -> Option<&'a [u8]> {
-        self.params.get(b"received").flatten()
+    pub const fn received(&self) -> Option<&'a [u8]> {
+        self.received
     }
 
     /// The `rport` parameter: `Some(None)` when requested without a value (RFC 3581).
-    pub fn rport(&self) -> Option<Option<u16>> {
-        self.params
-            .get(b"rport")
-            .map(|v| v.and_then(|p| text::parse_decimal(p, u64::from(u16::MAX)).map(|n| n as u16)))
+    pub const fn rport(&self) -> Option<Option<u16>> {
+        self.rport
     }
 
     /// The `maddr` parameter.
     pub fn maddr(&self) -> Option<&'a [u8]> {
         self.params.get(b"maddr").flatten()
+    }
+}
+
+/// `received` holds an IPv4 or IPv6 address; RFC 5118 §4.5 asks receivers to accept IPv6
+/// with or without brackets.
+fn is_ip_address(v: &[u8]) -> bool {
+    let inner = match v {
+        [b'[', inner @ .., b']'] => inner,
+        _ => v,
+    };
+    if inner.contains(&b':') {
+        uri::parse_ipv6(inner).is_ok()
+    } else {
+        matches!(Host::parse(inner), Ok(Host::Ipv4(_)))
     }
 }
 
