@@ -82,8 +82,10 @@ impl Deframer {
             [b'\r', b'\n', ..] => return frame(2, Frame::Pong),
             _ => {}
         }
-        let search_from = self.scanned.saturating_sub(3);
         let window = &buf[..buf.len().min(self.max_message)];
+        // Resume where the last call stopped (less the 3 bytes a split CRLFCRLF may span);
+        // a caller that hands over a shorter buffer than before simply causes a rescan.
+        let search_from = self.scanned.saturating_sub(3).min(window.len());
         let Some(blank) =
             memchr::memmem::find(&window[search_from..], b"\r\n\r\n").map(|i| search_from + i)
         else {

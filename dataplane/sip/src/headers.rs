@@ -69,7 +69,9 @@ impl<'a> Parameterized<'a> {
                 .unwrap_or(raw.len()),
         };
         let value = &raw[..end];
-        if value[0] != b'"' && !value.iter().all(|&c| text::is_token(c) || c == b'/') {
+        if value.is_empty()
+            || (value[0] != b'"' && !value.iter().all(|&c| text::is_token(c) || c == b'/'))
+        {
             return None;
         }
         let rest = trim_lws(&raw[end..]);
@@ -163,6 +165,7 @@ mod tests {
         let m = MediaType::parse(b"multipart/mixed;boundary=7a9cbec02ceef655").unwrap();
         assert!(m.is(b"MULTIPART", b"mixed"));
         assert!(Parameterized::parse(b"active garbage").is_none());
+        assert!(Parameterized::parse(b";x=1").is_none());
         assert_eq!(parse_delta_seconds(b"99999999999"), Some(u32::MAX));
         assert!(
             parse_param_list(
