@@ -8,7 +8,7 @@
 use arrayvec::ArrayVec;
 
 use crate::header_name::HeaderName;
-use crate::message::{ListElements, Message};
+use crate::message::{ListElements, MAX_HEADERS, Message};
 use crate::name_addr::NameAddr;
 use crate::text::trim_lws;
 
@@ -40,6 +40,10 @@ pub enum EditError {
     /// The edit applies only to requests (or only to responses).
     #[error("edit does not apply to this kind of message")]
     WrongKind,
+    /// The edited message would have more than [`MAX_HEADERS`] header lines (the added
+    /// Content-Length included), which the parser refuses: answer 513 instead of forwarding.
+    #[error("too many header lines")]
+    TooManyHeaders,
 }
 
 /// The Via a proxy adds on top of a request.
@@ -223,14 +227,33 @@ impl<'m, 'e> Editor<'m, 'e> {
             self.insert(at, Content::NumberLine("Content-Length", body_len))?;
             self.content_length_missing = false;
         }
-        // Stable insertion sort by start: inserts at one offset keep the order they were made.
+        // Stable insertion sort by (start, end): inserts at one offset keep the order they were
+        // made, and an insert sorts before a removal starting at the same offset (a Via added
+        // where a popped Route line was), whichever was recorded first.
         let splices = &mut self.splices;
+        let key = |s: &Splice<'_>| (s.start, s.end);
         for i in 1..splices.len() {
             let mut j = i;
-            while j > 0 && splices[j - 1].start > splices[j].start {
+            while j > 0 && key(&splices[j - 1]) > key(&splices[j]) {
                 splices.swap(j - 1, j);
                 j -= 1;
             }
+        }
+        // The copy must stay within what this crate parses (the next hop may be Whitewater).
+        let lines = self.msg.header_lines();
+        let (mut added, mut removed) = (0, 0);
+        for s in splices.iter() {
+            match s.content {
+                Content::Line(..) | Content::NumberLine(..) | Content::AddrLine(..) => added += 1,
+                Content::Via(_) => added += 1,
+                Content::Nothing if lines.iter().any(|l| (l.start, l.end) == (s.start, s.end)) => {
+                    removed += 1;
+                }
+                _ => {}
+            }
+        }
+        if (lines.len() + added).saturating_sub(removed) > MAX_HEADERS {
+            return Err(EditError::TooManyHeaders);
         }
         let src = self.msg.as_bytes();
         let before = out.len();
