@@ -1,0 +1,160 @@
+//! Requests and responses the proxy writes itself: the ACK for a non-2xx final response
+//! (RFC 3261 §17.1.1.3), a CANCEL (§9.1), and responses to requests it refuses.
+
+use sip::{HeaderName, Message, ParseError, ResponseBuilder};
+
+/// Writes the start line and the headers an ACK or CANCEL copies from `request`: one Via
+/// (ours, the top one), Max-Forwards 70, From, To (`to` when given: the ACK takes the
+/// response's To with its tag), Call-ID, CSeq with `method`, every Route, no body.
+fn write_hop_request(
+    request: &Message<'_>,
+    method: &[u8],
+    to: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let uri = request.request_uri_raw()?;
+    let via = request.header(HeaderName::Via)?;
+    let top_via = via.value().split(|&c| c == b',').next()?;
+    let seq = request.cseq().ok()?.seq;
+    out.extend_from_slice(method);
+    out.push(b' ');
+    out.extend_from_slice(uri);
+    out.extend_from_slice(b" SIP/2.0\r\nVia: ");
+    out.extend_from_slice(top_via);
+    out.extend_from_slice(b"\r\nMax-Forwards: 70\r\n");
+    for name in [HeaderName::From, HeaderName::CallId] {
+        line(out, name, request.header(name)?.value());
+    }
+    line(
+        out,
+        HeaderName::To,
+        to.or_else(|| request.header(HeaderName::To).map(|h| h.value()))?,
+    );
+    out.extend_from_slice(b"CSeq: ");
+    write_u32(out, seq);
+    out.push(b' ');
+    out.extend_from_slice(method);
+    out.extend_from_slice(b"\r\n");
+    for route in request.headers_named(HeaderName::Route) {
+        line(out, HeaderName::Route, route.value());
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    Some(())
+}
+
+fn line(out: &mut Vec<u8>, name: HeaderName, value: &[u8]) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_u32(out: &mut Vec<u8>, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// The ACK for a non-2xx final `response` to the INVITE `request` we sent.
+pub(crate) fn ack(request: &Message<'_>, response: &Message<'_>, out: &mut Vec<u8>) -> Option<()> {
+    let to = response.header(HeaderName::To)?.value();
+    write_hop_request(request, b"ACK", Some(to), out)
+}
+
+/// The CANCEL for the INVITE `request` we sent.
+pub(crate) fn cancel(request: &Message<'_>, out: &mut Vec<u8>) -> Option<()> {
+    write_hop_request(request, b"CANCEL", None, out)
+}
+
+/// A response to `request` with a reason phrase from the RFC, a To tag when the status is
+/// above 100, and the extra header lines given.
+pub(crate) fn response(
+    request: &Message<'_>,
+    status: u16,
+    to_tag: &[u8],
+    extra: &[(&'static str, &[u8])],
+    out: &mut Vec<u8>,
+) -> Result<usize, ParseError> {
+    let mut builder = ResponseBuilder::new(request, status, reason(status));
+    if status > 100 {
+        builder = builder.to_tag(to_tag);
+    }
+    for &(name, value) in extra {
+        builder.header(name, value);
+    }
+    builder.write(out)
+}
+
+/// The reason phrase this proxy writes for a status it generates.
+pub(crate) const fn reason(status: u16) -> &'static [u8] {
+    match status {
+        100 => b"Trying",
+        200 => b"OK",
+        400 => b"Bad Request",
+        408 => b"Request Timeout",
+        416 => b"Unsupported URI Scheme",
+        420 => b"Bad Extension",
+        481 => b"Call/Transaction Does Not Exist",
+        482 => b"Loop Detected",
+        483 => b"Too Many Hops",
+        487 => b"Request Terminated",
+        500 => b"Server Internal Error",
+        503 => b"Service Unavailable",
+        505 => b"Version Not Supported",
+        513 => b"Message Too Large",
+        _ => b"Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &[u8] = b"INVITE sip:bob@192.0.2.9:5070 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.1:5061;branch=z9hG4bKours;rport\r\n\
+        Via: SIP/2.0/UDP 192.0.2.50;branch=z9hG4bKtheirs\r\n\
+        Max-Forwards: 69\r\nRoute: <sip:192.0.2.7;lr>\r\n\
+        From: <sip:alice@example.com>;tag=f1\r\nTo: <sip:bob@example.com>\r\n\
+        Call-ID: c1@example.com\r\nCSeq: 4294967295 INVITE\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn ack_and_cancel_copy_what_rfc3261_lists() {
+        let request = Message::parse(INVITE).expect("parses");
+        let busy =
+            b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 192.0.2.1:5061;branch=z9hG4bKours\r\n\
+            From: <sip:alice@example.com>;tag=f1\r\nTo: <sip:bob@example.com>;tag=t9\r\n\
+            Call-ID: c1@example.com\r\nCSeq: 4294967295 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let response = Message::parse(busy).expect("parses");
+        let mut out = Vec::new();
+        ack(&request, &response, &mut out).expect("builds");
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            "ACK sip:bob@192.0.2.9:5070 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1:5061;branch=z9hG4bKours;rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice@example.com>;tag=f1\r\nCall-ID: c1@example.com\r\n\
+             To: <sip:bob@example.com>;tag=t9\r\nCSeq: 4294967295 ACK\r\n\
+             Route: <sip:192.0.2.7;lr>\r\nContent-Length: 0\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        cancel(&request, &mut out).expect("builds");
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.starts_with("CANCEL sip:bob@192.0.2.9:5070 SIP/2.0\r\n"));
+        assert!(text.contains("\r\nTo: <sip:bob@example.com>\r\n"));
+        assert!(text.contains("\r\nCSeq: 4294967295 CANCEL\r\n"));
+        assert!(
+            sip::Message::parse(text.as_bytes())
+                .expect("parses")
+                .validate()
+                .is_ok()
+        );
+    }
+}
