@@ -1,6 +1,7 @@
 //! `whitewater`: one binary, a subcommand per role.
 
 mod sip_check;
+mod sprout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,12 @@ enum Command {
         #[command(subcommand)]
         command: SipCommand,
     },
+    /// The SIP engine: a transaction-stateful proxy on one pinned core per CPU listed
+    /// (with no home domain configured it forwards by Route or Request-URI, record-routing).
+    Sprout(sprout::SproutArgs),
+    /// Every role on one host. Today: the SIP engine, as `sprout`; the other roles join as
+    /// they land.
+    AllInOne(sprout::SproutArgs),
 }
 
 #[derive(Subcommand)]
@@ -43,5 +50,6 @@ fn main() -> ExitCode {
         Command::Sip {
             command: SipCommand::Check { files },
         } => sip_check::run(&files),
+        Command::Sprout(args) | Command::AllInOne(args) => sprout::run(args),
     }
 }

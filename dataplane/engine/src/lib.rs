@@ -1,0 +1,154 @@
+//! Whitewater's thread-per-core engine: the only data-plane crate with sockets and
+//! executors.
+//!
+//! One glommio executor per listed core, pinned. Each core binds the shared listening
+//! address with SO_REUSEPORT (the kernel spreads incoming flows over cores by address hash)
+//! and its own port (listening port + 1 + core index), which it writes in the Via of every
+//! request it forwards: responses come back to the core that holds the transaction. Each
+//! core runs a [`proxy::ProxyCore`] with its own transaction table and timer wheel; no lock
+//! or queue is shared between cores. UDP moves in batches through `recvmmsg`/`sendmmsg`.
+//! Counters are summed over cores when `/metrics` is scraped.
+
+mod cores;
+pub mod metrics;
+mod shard;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use cores::{BadCoreList, parse_core_list};
+use glommio::{LocalExecutorBuilder, Placement};
+use proxy::ProxyConfig;
+use txn::TimerConfig;
+
+/// Everything the engine is started with.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The shared listening address.
+    pub listen: SocketAddr,
+    /// CPUs to run a core on, one executor each.
+    pub cores: Vec<usize>,
+    /// Transactions per core before new requests get 503.
+    pub max_transactions: usize,
+    /// SO_RCVBUF and SO_SNDBUF for every socket (capped by the kernel's rmem_max/wmem_max).
+    pub socket_buffer: usize,
+    /// T1, T2, T4.
+    pub timers: TimerConfig,
+    /// Timer C for INVITEs that ring without answer.
+    pub timer_c: Duration,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl EngineConfig {
+    /// Defaults for one host: every online CPU, 128 Ki transactions per core.
+    pub fn new(listen: SocketAddr, cores: Vec<usize>) -> Self {
+        Self {
+            listen,
+            cores,
+            max_transactions: 128 * 1024,
+            socket_buffer: 8 * 1024 * 1024,
+            timers: TimerConfig::default(),
+            timer_c: Duration::from_secs(180),
+            metrics: None,
+        }
+    }
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// No cores were given.
+    #[error("no cores to run on")]
+    NoCores,
+    /// An executor failed to start or stopped with an error.
+    #[error("core {core}: {message}")]
+    Executor {
+        /// The CPU.
+        core: usize,
+        /// What glommio said.
+        message: String,
+    },
+}
+
+/// A started engine.
+pub struct Engine {
+    handles: Vec<(usize, glommio::ExecutorJoinHandle<()>)>,
+    metrics: Option<SocketAddr>,
+}
+
+impl Engine {
+    /// Binds every socket, then starts one pinned executor per core.
+    pub fn start(config: EngineConfig) -> Result<Self, EngineError> {
+        if config.cores.is_empty() {
+            return Err(EngineError::NoCores);
+        }
+        let registry = metrics::Registry::new(config.cores.len());
+        let metrics = match config.metrics {
+            Some(addr) => Some(
+                metrics::serve(addr, registry.clone())
+                    .map_err(|source| EngineError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let cores = u16::try_from(config.cores.len()).map_err(|_| EngineError::NoCores)?;
+        let mut handles = Vec::with_capacity(config.cores.len());
+        for (index, &cpu) in config.cores.iter().enumerate() {
+            let proxy = ProxyConfig {
+                listen: config.listen,
+                core: index as u16,
+                cores,
+                max_transactions: config.max_transactions,
+                timers: config.timers,
+                timer_c: config.timer_c,
+            };
+            let sockets = shard::bind_sockets(&proxy, config.socket_buffer).map_err(|source| {
+                EngineError::Bind {
+                    addr: proxy.own_address(),
+                    source,
+                }
+            })?;
+            let registry = registry.clone();
+            let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+                .name(&format!("ww-core{cpu}"))
+                .spin_before_park(Duration::from_micros(50))
+                .spawn(move || shard::run(index, proxy, sockets, registry))
+                .map_err(|e| EngineError::Executor {
+                    core: cpu,
+                    message: e.to_string(),
+                })?;
+            handles.push((cpu, handle));
+        }
+        Ok(Self { handles, metrics })
+    }
+
+    /// Where `/metrics` is served.
+    pub const fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics
+    }
+
+    /// Waits for every core (they run until the process ends).
+    pub fn join(self) -> Result<(), EngineError> {
+        for (core, handle) in self.handles {
+            handle.join().map_err(|e| EngineError::Executor {
+                core,
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Every online CPU.
+pub fn online_cpus() -> Vec<usize> {
+    (0..std::thread::available_parallelism().map_or(1, usize::from)).collect()
+}

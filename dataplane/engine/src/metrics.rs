@@ -1,0 +1,211 @@
+//! Prometheus text exposition, summed over cores at scrape time. Each core publishes a
+//! snapshot of its own counters into its own slot a few times a second; the scraper is the
+//! only other reader, so no lock is ever contended on the data path.
+
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+
+use proxy::{METHODS, Stats};
+
+/// What one core publishes.
+#[derive(Debug, Clone, Default)]
+pub struct CoreSnapshot {
+    /// The proxy's counters.
+    pub stats: Stats,
+    /// Transactions in the core's table.
+    pub active_transactions: usize,
+    /// Datagrams the kernel refused to send.
+    pub send_errors: u64,
+}
+
+/// One slot per core.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    slots: Arc<Vec<Mutex<CoreSnapshot>>>,
+}
+
+impl Registry {
+    /// Slots for `cores` cores.
+    pub fn new(cores: usize) -> Self {
+        Self {
+            slots: Arc::new((0..cores).map(|_| Mutex::default()).collect()),
+        }
+    }
+
+    /// Core `core` replaces its snapshot.
+    pub fn publish(&self, core: usize, snapshot: &CoreSnapshot) {
+        if let Ok(mut slot) = self.slots[core].lock() {
+            slot.clone_from(snapshot);
+        }
+    }
+
+    /// The sum over cores.
+    pub fn total(&self) -> CoreSnapshot {
+        let mut total = CoreSnapshot::default();
+        for slot in self.slots.iter() {
+            if let Ok(s) = slot.lock() {
+                total.stats.add(&s.stats);
+                total.active_transactions += s.active_transactions;
+                total.send_errors += s.send_errors;
+            }
+        }
+        total
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let t = self.total();
+        let s = &t.stats;
+        let mut out = String::with_capacity(4096);
+        let classes = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
+        counter_family(
+            &mut out,
+            "ww_sip_requests_in_total",
+            "SIP requests received",
+            "method",
+            &METHODS,
+            &s.requests_in,
+        );
+        counter_family(
+            &mut out,
+            "ww_sip_requests_out_total",
+            "SIP requests sent",
+            "method",
+            &METHODS,
+            &s.requests_out,
+        );
+        counter_family(
+            &mut out,
+            "ww_sip_responses_in_total",
+            "SIP responses received",
+            "class",
+            &classes,
+            &s.responses_in,
+        );
+        counter_family(
+            &mut out,
+            "ww_sip_responses_out_total",
+            "SIP responses sent",
+            "class",
+            &classes,
+            &s.responses_out,
+        );
+        for (name, help, value) in [
+            (
+                "ww_sip_parse_errors_total",
+                "datagrams that did not parse or validate",
+                s.parse_errors,
+            ),
+            (
+                "ww_sip_retransmissions_total",
+                "retransmissions sent by transaction timers",
+                s.retransmissions,
+            ),
+            (
+                "ww_sip_absorbed_total",
+                "retransmissions received and absorbed",
+                s.absorbed,
+            ),
+            (
+                "ww_sip_table_full_total",
+                "requests refused because the transaction table was full",
+                s.table_full,
+            ),
+            (
+                "ww_sip_overload_rejections_total",
+                "requests refused by overload control",
+                s.overload_rejections,
+            ),
+            (
+                "ww_sip_stateless_responses_total",
+                "responses forwarded without a transaction",
+                s.stateless_responses,
+            ),
+            (
+                "ww_sip_timeouts_total",
+                "client transactions that timed out",
+                s.timeouts,
+            ),
+            (
+                "ww_sip_transactions_total",
+                "transactions created",
+                s.transactions_created,
+            ),
+            (
+                "ww_sip_cross_core_handoffs_total",
+                "messages handed from one core to another",
+                0,
+            ),
+            (
+                "ww_udp_send_errors_total",
+                "datagrams the kernel refused",
+                t.send_errors,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ww_sip_active_transactions transactions in the tables\n\
+             # TYPE ww_sip_active_transactions gauge\nww_sip_active_transactions {}",
+            t.active_transactions
+        );
+        out
+    }
+}
+
+fn counter_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    keys: &[&str],
+    values: &[u64],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (key, value) in keys.iter().zip(values) {
+        let _ = writeln!(out, "{name}{{{label}=\"{key}\"}} {value}");
+    }
+}
+
+/// Serves `GET /metrics` on a plain thread, off the data-plane cores.
+pub fn serve(addr: SocketAddr, registry: Registry) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("ww-metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = answer(stream, &registry);
+            }
+        })?;
+    Ok(bound)
+}
+
+fn answer(stream: std::net::TcpStream, registry: &Registry) -> io::Result<()> {
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let mut stream = stream;
+    let path = request_line.split_whitespace().nth(1).unwrap_or("");
+    let (status, body) = match path {
+        "/metrics" => ("200 OK", registry.render()),
+        "/ping" => ("200 OK", "OK".to_owned()),
+        _ => ("404 Not Found", "not found\n".to_owned()),
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}

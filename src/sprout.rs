@@ -1,0 +1,78 @@
+//! `whitewater sprout` and `whitewater all-in-one`: start the data-plane engine.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use engine::{Engine, EngineConfig, online_cpus, parse_core_list};
+
+/// Options of the SIP engine.
+#[derive(Args, Debug)]
+pub(crate) struct SproutArgs {
+    /// The address SIP is received on (every core binds it with SO_REUSEPORT; core N also
+    /// binds port+1+N for the responses to what it forwards).
+    #[arg(long, default_value = "127.0.0.1:5060", env = "WW_LISTEN")]
+    listen: SocketAddr,
+    /// CPUs to run a core on, as `0-3` or `0,2,4-7`. Default: every online CPU.
+    #[arg(long, env = "WW_CORES")]
+    cores: Option<String>,
+    /// Where Prometheus metrics are served (`/metrics`).
+    #[arg(long, default_value = "127.0.0.1:9060", env = "WW_METRICS")]
+    metrics: SocketAddr,
+    /// Transactions per core before new requests are answered 503.
+    #[arg(long, default_value_t = 128 * 1024, env = "WW_MAX_TRANSACTIONS")]
+    max_transactions: usize,
+    /// SO_RCVBUF/SO_SNDBUF per socket, bytes (capped by net.core.rmem_max/wmem_max).
+    #[arg(long, default_value_t = 8 * 1024 * 1024, env = "WW_SOCKET_BUFFER")]
+    socket_buffer: usize,
+    /// RFC 3261 T1 in milliseconds.
+    #[arg(long, default_value_t = 500, env = "WW_T1_MS")]
+    t1_ms: u64,
+    /// RFC 3261 T2 in milliseconds.
+    #[arg(long, default_value_t = 4000, env = "WW_T2_MS")]
+    t2_ms: u64,
+    /// RFC 3261 T4 in milliseconds.
+    #[arg(long, default_value_t = 5000, env = "WW_T4_MS")]
+    t4_ms: u64,
+}
+
+pub(crate) fn run(args: SproutArgs) -> ExitCode {
+    let cores = match args.cores.as_deref().map(parse_core_list) {
+        None => online_cpus(),
+        Some(Ok(cores)) => cores,
+        Some(Err(e)) => {
+            eprintln!("whitewater: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = EngineConfig::new(args.listen, cores.clone());
+    config.max_transactions = args.max_transactions;
+    config.socket_buffer = args.socket_buffer;
+    config.timers.t1 = Duration::from_millis(args.t1_ms);
+    config.timers.t2 = Duration::from_millis(args.t2_ms);
+    config.timers.t4 = Duration::from_millis(args.t4_ms);
+    config.metrics = Some(args.metrics);
+    let engine = match Engine::start(config) {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("whitewater: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "whitewater: SIP on {} (cores {:?}), metrics on http://{}/metrics",
+        args.listen,
+        cores,
+        engine
+            .metrics_address()
+            .map_or_else(String::new, |a| a.to_string())
+    );
+    match engine.join() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("whitewater: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
