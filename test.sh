@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 # Debian packages the tests start as real processes. Each issue that adds a real peer
 # (sip-tester, memcached, etcd-server, kamailio, ...) adds it here.
-APT_PACKAGES=()
+APT_PACKAGES=(sip-tester shellcheck)
 
 fail() {
     echo "test.sh: $*" >&2
@@ -38,7 +38,9 @@ step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --locked --quiet
-step "tests (unit, integration, property, benches in test mode)"
+step "tuning scripts"
+tuning/test.sh
+step "tests (unit, integration, property, SIPp, benches in test mode)"
 cargo test --workspace --all-targets --locked
 step "doc tests"
 cargo test --workspace --doc --locked
