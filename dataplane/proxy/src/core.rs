@@ -667,7 +667,18 @@ impl ProxyCore {
     /// §16.7: forward a response upstream on its server transaction, without our Via.
     fn relay_response(&mut self, now: Instant, id: TxnId, msg: &Message<'_>, status: u16) {
         if status == 100 {
-            // 100 Trying is hop-by-hop: we sent our own.
+            // 100 Trying is hop-by-hop: we sent our own. It is still a provisional response:
+            // it ends Timer B, so Timer C must run from here or a silent branch would hold
+            // the transaction forever, and a CANCEL held for a provisional may go (§9.1).
+            let timer_c = self.config.timer_c;
+            if let Some(ctx) = self.table.get_mut(id)
+                && ctx.server.kind() == Kind::Invite
+                && ctx.timer_c.is_none()
+                && !ctx.timer_c_fired
+            {
+                ctx.timer_c = Some(now + timer_c);
+            }
+            self.send_pending_cancel(now, id);
             return;
         }
         let Some(ctx) = self.table.get_mut(id) else {
@@ -676,6 +687,10 @@ impl ProxyCore {
         let Ok(actions) = ctx.server.send_response(status, now) else {
             return;
         };
+        if ctx.response.capacity() == 0 {
+            // Released to the pool after the first 2xx; a 2xx retransmission needs one again.
+            ctx.response = self.pool.take();
+        }
         ctx.response.clear();
         let written = Editor::new(msg)
             .remove_top_via()
@@ -692,11 +707,18 @@ impl ProxyCore {
         {
             ctx.timer_c = (provisional && !ctx.timer_c_fired).then(|| now + timer_c);
         }
-        let pending_cancel = self
+        if provisional {
+            self.send_pending_cancel(now, id);
+        }
+    }
+
+    /// Sends the CANCEL that waited for a provisional response (§9.1), if there is one.
+    fn send_pending_cancel(&mut self, now: Instant, id: TxnId) {
+        let pending = self
             .table
             .get(id)
             .is_some_and(|ctx| ctx.cancel_pending && ctx.cancel.is_none());
-        if provisional && pending_cancel {
+        if pending {
             self.send_cancel(now, id);
         }
     }
@@ -1018,6 +1040,20 @@ fn edit_forwarded(
     editor.add_via(via)?.decrement_max_forwards()?;
     if plan.restore_from_last_route {
         editor.restore_request_uri_from_last_route()?;
+    }
+    if plan.pop_route && plan.strict_next_hop {
+        // The Editor reads the original message, whose top Route is still ours: write the
+        // popped copy first, then route that to the strict router. Rare (RFC 2543 next
+        // hop), so the extra copy and its allocation do not matter.
+        editor.pop_route()?;
+        if let Some(uri) = record_route {
+            editor.add_record_route(uri)?;
+        }
+        let mut popped = Vec::with_capacity(msg.as_bytes().len() + 256);
+        editor.write(&mut popped)?;
+        let popped = Message::parse(&popped)
+            .map_err(|_| sip::EditError::Malformed(sip::HeaderName::Route))?;
+        return Editor::new(&popped).route_to_strict_router()?.write(out);
     }
     if plan.pop_route {
         editor.pop_route()?;
