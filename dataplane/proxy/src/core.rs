@@ -12,6 +12,8 @@ use txn::{
 };
 
 use crate::build;
+use crate::latency::Latency;
+use crate::overload::{LoadMonitor, OverloadConfig};
 use crate::pool::BufferPool;
 use crate::route::{self, Branch, Identity};
 use crate::stats::{Stats, class_index, method_index};
@@ -52,6 +54,8 @@ pub struct ProxyConfig {
     pub timers: TimerConfig,
     /// Timer C: how long an INVITE may ring before the proxy cancels it (> 3 min).
     pub timer_c: Duration,
+    /// Overload control of initial requests.
+    pub overload: OverloadConfig,
 }
 
 impl ProxyConfig {
@@ -85,6 +89,9 @@ struct Context {
     /// answered 408 if even the CANCEL brings no final response.
     timer_c: Option<Instant>,
     timer_c_fired: bool,
+    /// When the request reached the socket, for the latency histograms.
+    received: Instant,
+    provisional_sent: bool,
     /// The request's slot in the per-method counters.
     method: usize,
 }
@@ -141,6 +148,8 @@ pub struct ProxyCore {
     transmits: Vec<Transmit>,
     due: Vec<(TxnId, Instant)>,
     stats: Stats,
+    monitor: LoadMonitor,
+    latency: Latency,
 }
 
 fn write_ip(out: &mut ArrayVec<u8, 48>, ip: std::net::IpAddr) {
@@ -188,6 +197,8 @@ impl ProxyCore {
             transmits: Vec::with_capacity(256),
             due: Vec::with_capacity(256),
             stats: Stats::default(),
+            monitor: LoadMonitor::new(config.overload, now),
+            latency: Latency::default(),
             config,
         }
     }
@@ -195,6 +206,16 @@ impl ProxyCore {
     /// Counters since start.
     pub const fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Latency histograms since start.
+    pub const fn latency(&self) -> &Latency {
+        &self.latency
+    }
+
+    /// The overload monitor's state.
+    pub const fn load_monitor(&self) -> &LoadMonitor {
+        &self.monitor
     }
 
     /// Transactions in the table.
@@ -235,8 +256,21 @@ impl ProxyCore {
         self.stats.requests_out[method_index(method)] += 1;
     }
 
-    /// Handles one received datagram.
+    /// Handles one datagram received now.
     pub fn on_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.on_datagram_received_at(now, now, from, datagram);
+    }
+
+    /// Handles one datagram that reached the socket at `received` (the kernel's receive
+    /// timestamp): the time it waited counts in the latency that overload control and the
+    /// histograms see.
+    pub fn on_datagram_received_at(
+        &mut self,
+        now: Instant,
+        received: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) {
         let Ok(msg) = Message::parse(datagram) else {
             self.reject_unparsed(datagram);
             return;
@@ -244,7 +278,7 @@ impl ProxyCore {
         match msg.method() {
             Some(method) => {
                 self.stats.requests_in[method_index(method)] += 1;
-                self.on_request(now, from, &msg, method);
+                self.on_request(now, received, from, &msg, method);
             }
             None => {
                 let status = msg.status().unwrap_or(0);
@@ -286,6 +320,7 @@ impl ProxyCore {
     fn on_request(
         &mut self,
         now: Instant,
+        received: Instant,
         from: SocketAddr,
         msg: &Message<'_>,
         method: Method<'_>,
@@ -300,7 +335,7 @@ impl ProxyCore {
         match method {
             Method::Ack => self.on_ack(now, msg),
             Method::Cancel => self.on_cancel(now, from, msg),
-            _ => self.on_new_or_retransmitted(now, from, msg, method),
+            _ => self.on_new_or_retransmitted(now, received, from, msg, method),
         }
     }
 
@@ -371,6 +406,7 @@ impl ProxyCore {
     fn on_new_or_retransmitted(
         &mut self,
         now: Instant,
+        received: Instant,
         from: SocketAddr,
         msg: &Message<'_>,
         method: Method<'_>,
@@ -387,6 +423,17 @@ impl ProxyCore {
                 self.apply_server(now, id, actions);
             }
             return;
+        }
+        // ACK and CANCEL never reach here; OPTIONS and in-dialog requests are never shed.
+        let initial = msg.to().ok().is_some_and(|to| to.tag().is_none());
+        if initial && method != Method::Options {
+            if !self.monitor.admit(now) {
+                self.stats.overload_rejections += 1;
+                self.respond(msg, from, 503, &[("Retry-After", RETRY_AFTER)]);
+                return;
+            }
+            self.monitor
+                .request_complete(now.saturating_duration_since(received), now);
         }
         if let Err(refusal) = msg.proxy_precheck(SUPPORTED) {
             if method == Method::Options && self.is_addressed_to_us(msg) {
@@ -437,13 +484,15 @@ impl ProxyCore {
             scheduled: None,
             timer_c: None,
             timer_c_fired: false,
+            received,
+            provisional_sent: false,
             method: method_index(method),
         };
         let id = match self.table.insert(key, context) {
             Ok(id) => id,
             Err(InsertError::Full(_)) => {
                 self.stats.table_full += 1;
-                self.respond(msg, from, 503, &[("Retry-After", b"5")]);
+                self.respond(msg, from, 503, &[("Retry-After", RETRY_AFTER)]);
                 return;
             }
             Err(InsertError::Duplicate(_)) => return,
@@ -681,12 +730,24 @@ impl ProxyCore {
             self.send_pending_cancel(now, id);
             return;
         }
+        if status == 503 {
+            // Downstream overload counts against our own rate (Clearwater's penalties).
+            self.monitor.penalize();
+        }
         let Some(ctx) = self.table.get_mut(id) else {
             return;
         };
+        let first_final = status >= 200 && ctx.server.state() != ServerState::Accepted;
         let Ok(actions) = ctx.server.send_response(status, now) else {
             return;
         };
+        let waited = now.saturating_duration_since(ctx.received);
+        if first_final {
+            self.latency.record_final(waited);
+        } else if !ctx.provisional_sent {
+            ctx.provisional_sent = true;
+            self.latency.record_provisional(waited);
+        }
         if ctx.response.capacity() == 0 {
             // Released to the pool after the first 2xx; a 2xx retransmission needs one again.
             ctx.response = self.pool.take();
@@ -1018,6 +1079,9 @@ impl ProxyCore {
         self.scratch = scratch;
     }
 }
+
+/// Seconds a client is asked to wait after a 503 for overload or a full table.
+const RETRY_AFTER: &[u8] = b"2";
 
 const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, PRACK, UPDATE, INFO, MESSAGE, REFER, PUBLISH";
 

@@ -15,9 +15,13 @@
 
 mod build;
 mod core;
+mod latency;
+mod overload;
 mod pool;
 mod route;
 mod stats;
 
 pub use crate::core::{ProxyConfig, ProxyCore, Socket, Transmit};
+pub use latency::Latency;
+pub use overload::{LoadMonitor, OverloadConfig};
 pub use stats::{METHODS, Stats, class_index, method_index};

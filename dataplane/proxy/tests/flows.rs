@@ -682,7 +682,7 @@ fn a_full_table_is_503_with_retry_after() {
         .call_id("call-2@127.0.0.1");
     let answer = one(h.send(UAC, &second.build()));
     assert_upstream_response(&answer, 503);
-    assert_eq!(answer.header("Retry-After"), "5");
+    assert_eq!(answer.header("Retry-After"), "2");
     assert!(answer.to_tag().is_some());
     assert_eq!(answer.call_id(), "call-2@127.0.0.1");
     assert_eq!(h.core.stats().table_full, 1);

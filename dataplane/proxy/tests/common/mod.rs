@@ -162,6 +162,10 @@ impl Harness {
     }
 
     pub fn with_max_transactions(max_transactions: usize) -> Self {
+        Self::with_config(max_transactions, proxy::OverloadConfig::default())
+    }
+
+    pub fn with_config(max_transactions: usize, overload: proxy::OverloadConfig) -> Self {
         let start = Instant::now();
         let config = ProxyConfig {
             listen: addr(LISTEN),
@@ -170,6 +174,7 @@ impl Harness {
             max_transactions,
             timers: TimerConfig::default(),
             timer_c: TIMER_C,
+            overload,
         };
         assert_eq!(config.own_address(), addr(OWN));
         Self {
