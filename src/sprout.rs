@@ -26,6 +26,13 @@ pub(crate) struct SproutArgs {
     /// SO_RCVBUF/SO_SNDBUF per socket, bytes (capped by net.core.rmem_max/wmem_max).
     #[arg(long, default_value_t = 8 * 1024 * 1024, env = "WW_SOCKET_BUFFER")]
     socket_buffer: usize,
+    /// Overload control: the request latency (from arrival in the socket) the admission
+    /// rate is steered to, in milliseconds (Clearwater's Sprout default: 10).
+    #[arg(long, default_value_t = 10, env = "WW_TARGET_LATENCY_MS")]
+    target_latency_ms: u64,
+    /// Overload control: the highest admission rate per core, initial requests per second.
+    #[arg(long, default_value_t = 100_000, env = "WW_MAX_ADMISSION_RATE")]
+    max_admission_rate: u32,
     /// RFC 3261 T1 in milliseconds.
     #[arg(long, default_value_t = 500, env = "WW_T1_MS")]
     t1_ms: u64,
@@ -53,6 +60,8 @@ pub(crate) fn run(args: SproutArgs) -> ExitCode {
     config.timers.t2 = Duration::from_millis(args.t2_ms);
     config.timers.t4 = Duration::from_millis(args.t4_ms);
     config.metrics = Some(args.metrics);
+    config.overload.target_latency = Duration::from_millis(args.target_latency_ms);
+    config.overload.max_rate = f64::from(args.max_admission_rate);
     let engine = match Engine::start(config) {
         Ok(engine) => engine,
         Err(e) => {

@@ -37,6 +37,8 @@ pub struct EngineConfig {
     pub timers: TimerConfig,
     /// Timer C for INVITEs that ring without answer.
     pub timer_c: Duration,
+    /// Overload control per core.
+    pub overload: proxy::OverloadConfig,
     /// Where `/metrics` is served, if anywhere.
     pub metrics: Option<SocketAddr>,
 }
@@ -51,6 +53,7 @@ impl EngineConfig {
             socket_buffer: 8 * 1024 * 1024,
             timers: TimerConfig::default(),
             timer_c: Duration::from_secs(180),
+            overload: proxy::OverloadConfig::default(),
             metrics: None,
         }
     }
@@ -110,6 +113,7 @@ impl Engine {
                 max_transactions: config.max_transactions,
                 timers: config.timers,
                 timer_c: config.timer_c,
+                overload: config.overload,
             };
             let sockets = shard::bind_sockets(&proxy, config.socket_buffer).map_err(|source| {
                 EngineError::Bind {

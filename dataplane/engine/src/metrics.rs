@@ -7,7 +7,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
-use proxy::{METHODS, Stats};
+use proxy::{Latency, METHODS, Stats};
 
 /// What one core publishes.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +18,10 @@ pub struct CoreSnapshot {
     pub active_transactions: usize,
     /// Datagrams the kernel refused to send.
     pub send_errors: u64,
+    /// Latency histograms since start.
+    pub latency: Latency,
+    /// Overload control's current admission rate, initial requests per second.
+    pub admission_rate: f64,
 }
 
 /// One slot per core.
@@ -49,6 +53,8 @@ impl Registry {
                 total.stats.add(&s.stats);
                 total.active_transactions += s.active_transactions;
                 total.send_errors += s.send_errors;
+                total.latency.add(&s.latency);
+                total.admission_rate += s.admission_rate;
             }
         }
         total
@@ -155,8 +161,36 @@ impl Registry {
              # TYPE ww_sip_active_transactions gauge\nww_sip_active_transactions {}",
             t.active_transactions
         );
+        let _ = writeln!(
+            out,
+            "# HELP ww_overload_admission_rate initial requests per second overload control admits, summed over cores\n\
+             # TYPE ww_overload_admission_rate gauge\nww_overload_admission_rate {:.0}",
+            t.admission_rate
+        );
+        summary(
+            &mut out,
+            "ww_sip_first_provisional_latency_seconds",
+            "request to first provisional response relayed",
+            &t.latency.first_provisional,
+        );
+        summary(
+            &mut out,
+            "ww_sip_final_response_latency_seconds",
+            "request to final response relayed",
+            &t.latency.final_response,
+        );
         out
     }
+}
+
+fn summary(out: &mut String, name: &str, help: &str, h: &hdrhistogram::Histogram<u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+    for q in [0.5, 0.9, 0.99, 0.999] {
+        let seconds = h.value_at_quantile(q) as f64 / 1e6;
+        let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {seconds}");
+    }
+    let sum = h.mean() * h.len() as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
 }
 
 fn counter_family(

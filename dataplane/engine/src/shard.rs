@@ -2,7 +2,7 @@
 //! executor. Nothing here is shared with another core except the metrics slot it publishes.
 
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::future;
 use glommio::net::UdpSocket as GlommioUdp;
@@ -61,8 +61,15 @@ pub(crate) async fn run(
         for socket in [&sockets.shared, &sockets.own] {
             received += batch.recv(socket).unwrap_or(0);
             let now = Instant::now();
-            for (from, datagram) in batch.datagrams() {
-                core.on_datagram(now, from, datagram);
+            let wall = SystemTime::now();
+            for (from, stamp, datagram) in batch.datagrams() {
+                // The kernel's arrival stamp is wall-clock time; carry the wait over to the
+                // monotonic clock the proxy runs on.
+                let waited = stamp
+                    .and_then(|s| wall.duration_since(s).ok())
+                    .unwrap_or_default();
+                let arrived = now.checked_sub(waited).unwrap_or(now);
+                core.on_datagram_received_at(now, arrived, from, datagram);
             }
         }
         let now = Instant::now();
@@ -83,6 +90,9 @@ pub(crate) async fn run(
         if now.duration_since(last_publish) >= PUBLISH_EVERY {
             snapshot.stats.clone_from(core.stats());
             snapshot.active_transactions = core.active_transactions();
+            snapshot.latency.reset();
+            snapshot.latency.add(core.latency());
+            snapshot.admission_rate = core.load_monitor().rate();
             registry.publish(index, &snapshot);
             last_publish = now;
         }

@@ -8,6 +8,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -29,9 +30,34 @@ pub fn bind(addr: SocketAddr, reuse_port: bool, buffer_bytes: usize) -> io::Resu
     socket.set_recv_buffer_size(buffer_bytes)?;
     socket.set_send_buffer_size(buffer_bytes)?;
     socket.set_nonblocking(true)?;
+    enable_receive_timestamps(&socket)?;
     socket.bind(&addr.into())?;
     Ok(socket)
 }
+
+/// Asks the kernel to stamp every datagram with its arrival time (SO_TIMESTAMPNS), so the
+/// time a request waited in the socket counts in its latency.
+fn enable_receive_timestamps(socket: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid descriptor and a c_int option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Room for one SCM_TIMESTAMPNS control message, 8-byte aligned as cmsg requires.
+type Control = [u64; 8];
 
 /// Receive buffers for one batch, allocated once per core.
 pub struct RecvBatch {
@@ -39,6 +65,8 @@ pub struct RecvBatch {
     addrs: [MaybeUninit<libc::sockaddr_storage>; BATCH],
     lens: [usize; BATCH],
     sources: [Option<SocketAddr>; BATCH],
+    controls: [Control; BATCH],
+    stamps: [Option<SystemTime>; BATCH],
     count: usize,
 }
 
@@ -50,6 +78,8 @@ impl RecvBatch {
             addrs: [MaybeUninit::zeroed(); BATCH],
             lens: [0; BATCH],
             sources: [None; BATCH],
+            controls: [[0; 8]; BATCH],
+            stamps: [None; BATCH],
             count: 0,
         }
     }
@@ -72,6 +102,8 @@ impl RecvBatch {
                 (*hdr).msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 (*hdr).msg_hdr.msg_iov = iovecs[i].as_mut_ptr();
                 (*hdr).msg_hdr.msg_iovlen = 1;
+                (*hdr).msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
+                (*hdr).msg_hdr.msg_controllen = size_of::<Control>();
             }
         }
         // SAFETY: `headers` holds BATCH initialised mmsghdr values set up above.
@@ -99,18 +131,24 @@ impl RecvBatch {
                 let hdr = header.assume_init_ref();
                 self.lens[i] = hdr.msg_len as usize;
                 self.sources[i] = to_socket_addr(self.addrs[i].as_ptr(), hdr.msg_hdr.msg_namelen);
+                self.stamps[i] = receive_timestamp(&hdr.msg_hdr);
             }
         }
         self.count = n;
         Ok(n)
     }
 
-    /// The datagrams of the last [`recv`](Self::recv), with their sources.
-    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+    /// The datagrams of the last [`recv`](Self::recv), with their sources and, when the
+    /// kernel gave one, their arrival time.
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, Option<SystemTime>, &[u8])> {
         (0..self.count).filter_map(|i| {
             let from = self.sources[i]?;
             let start = i * MAX_DATAGRAM;
-            Some((from, &self.buffers[start..start + self.lens[i]]))
+            Some((
+                from,
+                self.stamps[i],
+                &self.buffers[start..start + self.lens[i]],
+            ))
         })
     }
 }
@@ -119,6 +157,27 @@ impl Default for RecvBatch {
     fn default() -> Self {
         Self::new()
     }
+}
+
+fn receive_timestamp(hdr: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed cmsgs into the buffer
+    // `hdr` points at; the CMSG_* macros stay inside it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                let since = Duration::new(
+                    u64::try_from(ts.tv_sec).ok()?,
+                    u32::try_from(ts.tv_nsec).ok()?,
+                );
+                return UNIX_EPOCH.checked_add(since);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
 }
 
 fn to_socket_addr(addr: *const libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
