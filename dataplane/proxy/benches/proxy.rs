@@ -86,6 +86,7 @@ fn benches(c: &mut Criterion) {
         max_transactions: 1 << 20,
         timers: TimerConfig::default(),
         timer_c: Duration::from_secs(180),
+        overload: proxy::OverloadConfig::default(),
     };
     let mut core = ProxyCore::new(config, t0);
     let mut n = 0u64;

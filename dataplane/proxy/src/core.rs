@@ -27,10 +27,40 @@ pub enum Socket {
     Own,
 }
 
-/// One datagram to send. The bytes are in [`ProxyCore::transmits`].
+/// The transport a message arrived on or leaves by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// UDP: the transactions retransmit.
+    Udp,
+    /// TCP: one connection per peer address, reused in both directions (RFC 3261 §18).
+    Tcp,
+}
+
+impl Protocol {
+    fn reliability(self) -> Transport {
+        match self {
+            Self::Udp => Transport::Unreliable,
+            Self::Tcp => Transport::Reliable,
+        }
+    }
+
+    fn via_token(self) -> &'static [u8] {
+        match self {
+            Self::Udp => b"UDP",
+            Self::Tcp => b"TCP",
+        }
+    }
+}
+
+/// RFC 3261 §18.1.1: a request within this much of the path MTU goes by TCP instead.
+const UDP_LIMIT: usize = 1300;
+
+/// One message to send. The bytes are in [`ProxyCore::transmits`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
-    /// The socket to send from.
+    /// UDP or TCP. For TCP, the engine reuses the connection to or from `to`, or opens one.
+    pub protocol: Protocol,
+    /// The UDP socket to send from (ignored for TCP).
     pub socket: Socket,
     /// The destination.
     pub to: SocketAddr,
@@ -73,8 +103,10 @@ impl ProxyConfig {
 struct Context {
     server: ServerTransaction,
     upstream: SocketAddr,
+    upstream_protocol: Protocol,
     client: Option<ClientTransaction>,
     downstream: SocketAddr,
+    downstream_protocol: Protocol,
     branch: Branch,
     /// The request as forwarded (for retransmission, and to build ACK and CANCEL).
     request: Vec<u8>,
@@ -147,6 +179,8 @@ pub struct ProxyCore {
     scratch: Vec<u8>,
     transmits: Vec<Transmit>,
     due: Vec<(TxnId, Instant)>,
+    /// The transport of the message being handled: locally generated answers use it.
+    arrived_over: Protocol,
     stats: Stats,
     monitor: LoadMonitor,
     latency: Latency,
@@ -196,6 +230,7 @@ impl ProxyCore {
             scratch: Vec::with_capacity(8 * 1024),
             transmits: Vec::with_capacity(256),
             due: Vec::with_capacity(256),
+            arrived_over: Protocol::Udp,
             stats: Stats::default(),
             monitor: LoadMonitor::new(config.overload, now),
             latency: Latency::default(),
@@ -241,10 +276,17 @@ impl ProxyCore {
         self.wheel.next_expiry()
     }
 
-    fn queue(&mut self, socket: Socket, to: SocketAddr, bytes: &[u8], client: Option<TxnId>) {
+    fn queue(
+        &mut self,
+        (protocol, socket): (Protocol, Socket),
+        to: SocketAddr,
+        bytes: &[u8],
+        client: Option<TxnId>,
+    ) {
         let start = self.out.len();
         self.out.extend_from_slice(bytes);
         self.transmits.push(Transmit {
+            protocol,
             socket,
             to,
             range: start..self.out.len(),
@@ -256,22 +298,29 @@ impl ProxyCore {
         self.stats.requests_out[method_index(method)] += 1;
     }
 
-    /// Handles one datagram received now.
+    /// Handles one UDP datagram received now.
     pub fn on_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        self.on_datagram_received_at(now, now, from, datagram);
+        self.on_message(now, now, from, Protocol::Udp, datagram);
     }
 
-    /// Handles one datagram that reached the socket at `received` (the kernel's receive
-    /// timestamp): the time it waited counts in the latency that overload control and the
-    /// histograms see.
-    pub fn on_datagram_received_at(
+    /// Handles one message: a UDP datagram, or one message framed out of a TCP stream
+    /// (it must then carry Content-Length). `received` is when it reached the socket (the
+    /// kernel's timestamp for UDP): the time it waited counts in the latency that overload
+    /// control and the histograms see.
+    pub fn on_message(
         &mut self,
         now: Instant,
         received: Instant,
         from: SocketAddr,
+        protocol: Protocol,
         datagram: &[u8],
     ) {
-        let Ok(msg) = Message::parse(datagram) else {
+        self.arrived_over = protocol;
+        let framing = match protocol {
+            Protocol::Udp => sip::Framing::Datagram,
+            Protocol::Tcp => sip::Framing::Stream,
+        };
+        let Ok(msg) = Message::parse_framed(datagram, framing) else {
             self.reject_unparsed(datagram);
             return;
         };
@@ -308,7 +357,7 @@ impl ProxyCore {
         if build::response(request, status, &tag, extra, &mut scratch).is_ok() {
             self.stats.responses_out[class_index(status)] += 1;
             self.queue(
-                Socket::Shared,
+                (self.arrived_over, Socket::Shared),
                 response_target(request, from),
                 &scratch,
                 None,
@@ -394,7 +443,7 @@ impl ProxyCore {
         }
         let (cancel, actions) = ClientTransaction::start(
             Kind::NonInvite,
-            Transport::Unreliable,
+            ctx.downstream_protocol.reliability(),
             self.config.timers,
             now,
         );
@@ -469,12 +518,20 @@ impl ProxyCore {
             return;
         };
         let kind = Kind::of(method);
-        let server = ServerTransaction::new(kind, Transport::Unreliable, self.config.timers, now);
+        let upstream_protocol = self.arrived_over;
+        let server = ServerTransaction::new(
+            kind,
+            upstream_protocol.reliability(),
+            self.config.timers,
+            now,
+        );
         let context = Context {
             server,
             upstream: response_target(msg, from),
+            upstream_protocol,
             client: None,
             downstream: plan.target,
+            downstream_protocol: plan.protocol,
             branch: Branch::new(),
             request: self.pool.take(),
             response: self.pool.take(),
@@ -551,7 +608,20 @@ impl ProxyCore {
             strict = !next.is_loose_route() && !restore;
             target_uri = *next;
         }
+        // RFC 3261 §18.1.1: transport=tcp asks for TCP; a request near the MTU takes it too
+        // (the estimate adds room for our Via and Record-Route).
+        let tcp_param = target_uri
+            .params()
+            .get(b"transport")
+            .flatten()
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"tcp"));
+        let large = msg.as_bytes().len() + 160 > UDP_LIMIT;
         Some(RoutePlan {
+            protocol: if tcp_param || large {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            },
             target: route::uri_target(&target_uri)?,
             pop_route: pop,
             restore_from_last_route: restore,
@@ -580,7 +650,7 @@ impl ProxyCore {
         let mut buf = std::mem::take(&mut ctx.request);
         buf.clear();
         let via = ViaSpec {
-            transport: b"UDP",
+            transport: plan.protocol.via_token(),
             host: &self.via_host,
             port: Some(self.own_port),
             branch: &branch,
@@ -604,7 +674,7 @@ impl ProxyCore {
         }
         let (client, actions) = ClientTransaction::start(
             Kind::of(method),
-            Transport::Unreliable,
+            plan.protocol.reliability(),
             self.config.timers,
             now,
         );
@@ -791,10 +861,11 @@ impl ProxyCore {
                     let Some(ctx) = self.table.get(id) else {
                         return;
                     };
+                    let path = (ctx.upstream_protocol, Socket::Shared);
                     let (to, status) = (ctx.upstream, status_of(&ctx.response));
                     let response =
                         std::mem::take(&mut self.table.get_mut(id).expect("present").response);
-                    self.queue(Socket::Shared, to, &response, None);
+                    self.queue(path, to, &response, None);
                     self.stats.responses_out[class_index(status)] += 1;
                     let ctx = self.table.get_mut(id).expect("present");
                     ctx.response = response;
@@ -825,9 +896,9 @@ impl ProxyCore {
                         return;
                     };
                     let request = std::mem::take(&mut ctx.request);
-                    let to = ctx.downstream;
+                    let (to, path) = (ctx.downstream, (ctx.downstream_protocol, Socket::Own));
                     let method = ctx.method;
-                    self.queue(Socket::Own, to, &request, Some(id));
+                    self.queue(path, to, &request, Some(id));
                     self.stats.requests_out[method] += 1;
                     self.table.get_mut(id).expect("present").request = request;
                 }
@@ -842,8 +913,8 @@ impl ProxyCore {
                         .ok()
                         .and_then(|request| build::ack(&request, response, &mut scratch));
                     if built.is_some() {
-                        let to = ctx.downstream;
-                        self.queue(Socket::Own, to, &scratch, None);
+                        let (to, path) = (ctx.downstream, (ctx.downstream_protocol, Socket::Own));
+                        self.queue(path, to, &scratch, None);
                         self.count_request_out(Method::Ack);
                     }
                     self.scratch = scratch;
@@ -882,8 +953,8 @@ impl ProxyCore {
                     return;
                 };
                 let request = std::mem::take(&mut ctx.cancel_request);
-                let to = ctx.downstream;
-                self.queue(Socket::Own, to, &request, None);
+                let (to, path) = (ctx.downstream, (ctx.downstream_protocol, Socket::Own));
+                self.queue(path, to, &request, None);
                 self.count_request_out(Method::Cancel);
                 self.table.get_mut(id).expect("present").cancel_request = request;
             }
@@ -1035,7 +1106,7 @@ impl ProxyCore {
         };
         let branch = route::stateless_branch(msg);
         let via = ViaSpec {
-            transport: b"UDP",
+            transport: plan.protocol.via_token(),
             host: &self.via_host,
             port: Some(self.own_port),
             branch: &branch,
@@ -1044,7 +1115,7 @@ impl ProxyCore {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         if edit_forwarded(msg, via, &plan, None, &mut scratch).is_ok() {
-            self.queue(Socket::Own, plan.target, &scratch, None);
+            self.queue((plan.protocol, Socket::Own), plan.target, &scratch, None);
             if let Some(method) = msg.method() {
                 self.count_request_out(method);
             }
@@ -1065,6 +1136,11 @@ impl ProxyCore {
             return;
         }
         let Some(to) = via_target(&next) else { return };
+        let protocol = if next.transport().eq_ignore_ascii_case(b"TCP") {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        };
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         let written = Editor::new(msg)
@@ -1074,7 +1150,7 @@ impl ProxyCore {
             self.stats.stateless_responses += 1;
             let status = msg.status().unwrap_or(0);
             self.stats.responses_out[class_index(status)] += 1;
-            self.queue(Socket::Shared, to, &scratch, None);
+            self.queue((protocol, Socket::Shared), to, &scratch, None);
         }
         self.scratch = scratch;
     }
@@ -1087,6 +1163,7 @@ const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, N
 
 #[derive(Debug)]
 struct RoutePlan {
+    protocol: Protocol,
     target: SocketAddr,
     pop_route: bool,
     restore_from_last_route: bool,

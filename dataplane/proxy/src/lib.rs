@@ -21,7 +21,7 @@ mod pool;
 mod route;
 mod stats;
 
-pub use crate::core::{ProxyConfig, ProxyCore, Socket, Transmit};
+pub use crate::core::{Protocol, ProxyConfig, ProxyCore, Socket, Transmit};
 pub use latency::Latency;
 pub use overload::{LoadMonitor, OverloadConfig};
 pub use stats::{METHODS, Stats, class_index, method_index};

@@ -108,6 +108,7 @@ impl Driver {
             max_transactions: 10_000,
             timers: TimerConfig::default(),
             timer_c: TIMER_C,
+            overload: proxy::OverloadConfig::default(),
         };
         Self {
             core: ProxyCore::new(config, now),

@@ -32,6 +32,7 @@ pub fn addr(s: &str) -> SocketAddr {
 /// One datagram the proxy sent, copied out of the core.
 #[derive(Debug, Clone)]
 pub struct Sent {
+    pub protocol: proxy::Protocol,
     pub socket: Socket,
     pub to: SocketAddr,
     pub bytes: Vec<u8>,
@@ -194,6 +195,7 @@ impl Harness {
             .core
             .transmits()
             .map(|(t, bytes)| Sent {
+                protocol: t.protocol,
                 socket: t.socket,
                 to: t.to,
                 bytes: bytes.to_vec(),
@@ -208,6 +210,14 @@ impl Harness {
     /// Feeds one datagram from `from` and returns what the proxy sent in reply.
     pub fn send(&mut self, from: &str, bytes: &[u8]) -> Vec<Sent> {
         self.core.on_datagram(self.now, addr(from), bytes);
+        self.drain()
+    }
+
+    /// Delivers one message framed out of a TCP connection from `from`.
+    pub fn send_tcp(&mut self, from: &str, bytes: &[u8]) -> Vec<Sent> {
+        let now = self.now;
+        self.core
+            .on_message(now, now, addr(from), proxy::Protocol::Tcp, bytes);
         self.drain()
     }
 
