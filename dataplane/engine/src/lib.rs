@@ -12,6 +12,7 @@
 mod cores;
 pub mod metrics;
 mod shard;
+mod tcp;
 pub mod udp;
 
 use std::net::SocketAddr;

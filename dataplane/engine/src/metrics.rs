@@ -22,6 +22,10 @@ pub struct CoreSnapshot {
     pub latency: Latency,
     /// Overload control's current admission rate, initial requests per second.
     pub admission_rate: f64,
+    /// Open TCP connections.
+    pub tcp_connections: usize,
+    /// TCP streams closed because no message boundary could be found.
+    pub tcp_framing_errors: u64,
 }
 
 /// One slot per core.
@@ -55,6 +59,8 @@ impl Registry {
                 total.send_errors += s.send_errors;
                 total.latency.add(&s.latency);
                 total.admission_rate += s.admission_rate;
+                total.tcp_connections += s.tcp_connections;
+                total.tcp_framing_errors += s.tcp_framing_errors;
             }
         }
         total
@@ -160,6 +166,11 @@ impl Registry {
             "# HELP ww_sip_active_transactions transactions in the tables\n\
              # TYPE ww_sip_active_transactions gauge\nww_sip_active_transactions {}",
             t.active_transactions
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ww_tcp_connections open TCP connections\n# TYPE ww_tcp_connections gauge\nww_tcp_connections {}",
+            t.tcp_connections
         );
         let _ = writeln!(
             out,

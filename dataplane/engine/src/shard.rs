@@ -1,16 +1,21 @@
-//! One core: its two UDP sockets, its proxy, its timers, in one loop on a pinned glommio
-//! executor. Nothing here is shared with another core except the metrics slot it publishes.
+//! One core: its two UDP sockets, its TCP listener and connections, its proxy and timers,
+//! on one pinned glommio executor. Nothing here is shared with another core except the
+//! metrics slot it publishes.
 
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::future;
-use glommio::net::UdpSocket as GlommioUdp;
+use glommio::net::{TcpListener, UdpSocket as GlommioUdp};
 use glommio::timer::Timer;
-use proxy::{ProxyConfig, ProxyCore, Socket};
+use proxy::{Protocol, ProxyConfig, ProxyCore, Socket};
 use socket2::Socket as RawSocket;
 
 use crate::metrics::{CoreSnapshot, Registry};
+use crate::tcp::{self, Connections};
 use crate::udp::{self, RecvBatch, SendBatch};
 
 /// How often a core publishes its counters.
@@ -20,10 +25,12 @@ const MAX_IDLE: Duration = Duration::from_millis(10);
 
 /// Sockets made before the executor starts, so a bind error stops start-up cleanly.
 pub(crate) struct ShardSockets {
-    /// Bound with SO_REUSEPORT on the listening address.
+    /// UDP, bound with SO_REUSEPORT on the listening address.
     pub(crate) shared: RawSocket,
-    /// Bound on this core's own port.
+    /// UDP, bound on this core's own port.
     pub(crate) own: RawSocket,
+    /// TCP, listening with SO_REUSEPORT on the listening address.
+    pub(crate) listener: RawSocket,
 }
 
 /// Binds a core's sockets.
@@ -34,7 +41,77 @@ pub(crate) fn bind_sockets(
     Ok(ShardSockets {
         shared: udp::bind(config.listen, true, buffer_bytes)?,
         own: udp::bind(config.own_address(), false, buffer_bytes)?,
+        listener: tcp_listener(config.listen)?,
     })
+}
+
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<RawSocket> {
+    use socket2::{Domain, Protocol as IpProtocol, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = RawSocket::new(domain, Type::STREAM, Some(IpProtocol::TCP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket)
+}
+
+/// A core's state, shared by its UDP loop and its TCP tasks (all on one thread).
+pub(crate) struct Shard {
+    pub(crate) core: ProxyCore,
+    pub(crate) connections: Connections,
+    pub(crate) tcp_framing_errors: u64,
+    to_shared: SendBatch,
+    to_own: SendBatch,
+    shared_fd: RawFd,
+    own_fd: RawFd,
+    send_errors: u64,
+    tcp_out: Vec<(SocketAddr, tcp::Outgoing)>,
+}
+
+impl Shard {
+    /// Sends what the proxy produced: UDP in batches now, TCP to its connection's queue.
+    /// A message that cannot be queued fails its transaction, which may produce more.
+    pub(crate) fn route(shard: &Rc<RefCell<Self>>) {
+        for _ in 0..4 {
+            let mut tcp_out = {
+                let mut guard = shard.borrow_mut();
+                let s = &mut *guard;
+                for (t, bytes) in s.core.transmits() {
+                    match (t.protocol, t.socket) {
+                        (Protocol::Udp, Socket::Shared) => s.to_shared.push(t.to, bytes),
+                        (Protocol::Udp, Socket::Own) => s.to_own.push(t.to, bytes),
+                        (Protocol::Tcp, _) => s.tcp_out.push((t.to, (bytes.to_vec(), t.client))),
+                    }
+                }
+                s.core.clear_transmits();
+                let failed = s.to_shared.flush(s.shared_fd, |_, _| {}).failed
+                    + s.to_own.flush(s.own_fd, |_, _| {}).failed;
+                s.send_errors += failed as u64;
+                std::mem::take(&mut s.tcp_out)
+            };
+            if tcp_out.is_empty() {
+                return;
+            }
+            let failed: Vec<_> = tcp_out
+                .drain(..)
+                .filter_map(|(to, message)| tcp::send(shard, to, message))
+                .collect();
+            let mut s = shard.borrow_mut();
+            s.tcp_out = tcp_out;
+            if failed.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            for client in failed {
+                s.core.on_send_error(now, client);
+            }
+        }
+    }
 }
 
 /// Runs one core until the process ends.
@@ -44,66 +121,75 @@ pub(crate) async fn run(
     sockets: ShardSockets,
     registry: Registry,
 ) {
-    let shared_fd = sockets.shared.as_raw_fd();
-    let own_fd = sockets.own.as_raw_fd();
     // glommio only waits for readability; datagrams move through our batched syscalls.
     let shared_wait = waiter(&sockets.shared);
     let own_wait = waiter(&sockets.own);
-    let mut core = ProxyCore::new(config, Instant::now());
+    // SAFETY: the listener's descriptor is handed over to glommio, which now owns it.
+    #[allow(unsafe_code)]
+    let listener = unsafe { TcpListener::from_raw_fd(sockets.listener.into_raw_fd()) };
+    let shard = Rc::new(RefCell::new(Shard {
+        core: ProxyCore::new(config, Instant::now()),
+        connections: Connections::default(),
+        tcp_framing_errors: 0,
+        to_shared: SendBatch::new(),
+        to_own: SendBatch::new(),
+        shared_fd: sockets.shared.as_raw_fd(),
+        own_fd: sockets.own.as_raw_fd(),
+        send_errors: 0,
+        tcp_out: Vec::new(),
+    }));
+    glommio::spawn_local(tcp::accept_loop(listener, Rc::clone(&shard))).detach();
     let mut batch = RecvBatch::new();
-    let mut to_shared = SendBatch::new();
-    let mut to_own = SendBatch::new();
     let mut snapshot = CoreSnapshot::default();
     let mut last_publish = Instant::now();
-    let mut peek = [0u8; 1];
+    let mut peek_shared = [0u8; 1];
+    let mut peek_own = [0u8; 1];
     loop {
         let mut received = 0;
         for socket in [&sockets.shared, &sockets.own] {
             received += batch.recv(socket).unwrap_or(0);
             let now = Instant::now();
             let wall = SystemTime::now();
+            let mut s = shard.borrow_mut();
             for (from, stamp, datagram) in batch.datagrams() {
                 // The kernel's arrival stamp is wall-clock time; carry the wait over to the
                 // monotonic clock the proxy runs on.
                 let waited = stamp
-                    .and_then(|s| wall.duration_since(s).ok())
+                    .and_then(|t| wall.duration_since(t).ok())
                     .unwrap_or_default();
                 let arrived = now.checked_sub(waited).unwrap_or(now);
-                core.on_datagram_received_at(now, arrived, from, datagram);
+                s.core
+                    .on_message(now, arrived, from, Protocol::Udp, datagram);
             }
         }
         let now = Instant::now();
-        if core.next_timer().is_some_and(|at| at <= now) {
-            core.on_timers(now);
-        }
-        for (transmit, bytes) in core.transmits() {
-            match transmit.socket {
-                Socket::Shared => to_shared.push(transmit.to, bytes),
-                Socket::Own => to_own.push(transmit.to, bytes),
+        {
+            let mut s = shard.borrow_mut();
+            if s.core.next_timer().is_some_and(|at| at <= now) {
+                s.core.on_timers(now);
             }
         }
-        core.clear_transmits();
-        let mut failed = 0;
-        failed += to_shared.flush(shared_fd, |_, _| {}).failed;
-        failed += to_own.flush(own_fd, |_, _| {}).failed;
-        snapshot.send_errors += failed as u64;
+        Shard::route(&shard);
         if now.duration_since(last_publish) >= PUBLISH_EVERY {
-            snapshot.stats.clone_from(core.stats());
-            snapshot.active_transactions = core.active_transactions();
+            let s = shard.borrow();
+            snapshot.stats.clone_from(s.core.stats());
+            snapshot.active_transactions = s.core.active_transactions();
             snapshot.latency.reset();
-            snapshot.latency.add(core.latency());
-            snapshot.admission_rate = core.load_monitor().rate();
+            snapshot.latency.add(s.core.latency());
+            snapshot.admission_rate = s.core.load_monitor().rate();
+            snapshot.send_errors = s.send_errors;
+            snapshot.tcp_connections = s.connections.len();
+            snapshot.tcp_framing_errors = s.tcp_framing_errors;
             registry.publish(index, &snapshot);
             last_publish = now;
         }
         if received == 0 {
-            let idle = core.next_timer().map_or(MAX_IDLE, |at| {
+            let idle = shard.borrow().core.next_timer().map_or(MAX_IDLE, |at| {
                 at.saturating_duration_since(now).min(MAX_IDLE)
             });
             let shared_ready = async {
-                let _ = shared_wait.peek_from(&mut peek).await;
+                let _ = shared_wait.peek_from(&mut peek_shared).await;
             };
-            let mut peek_own = [0u8; 1];
             let own_ready = async {
                 let _ = own_wait.peek_from(&mut peek_own).await;
             };
