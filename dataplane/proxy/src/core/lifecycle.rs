@@ -1,0 +1,144 @@
+//! A transaction pair's life: buffers released when no retransmission needs them, timers
+//! scheduled on the wheel, Timer C, send errors, and removal.
+
+use std::time::Instant;
+
+use txn::{Action, ClientState, Kind, TxnId};
+
+use super::*;
+
+impl ProxyCore {
+    /// The forwarded request is needed only while the client transaction may retransmit
+    /// it or build an ACK or CANCEL from it.
+    pub(super) fn release_request_if_unneeded(&mut self, id: TxnId) {
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        let needed = ctx.client.as_ref().is_some_and(|c| {
+            matches!(
+                c.state(),
+                ClientState::Calling | ClientState::Trying | ClientState::Proceeding
+            ) || (c.kind() == Kind::Invite && c.state() == ClientState::Completed)
+        });
+        if !needed && ctx.request.capacity() > 0 {
+            let buf = std::mem::take(&mut ctx.request);
+            self.pool.give(buf);
+        }
+    }
+
+    pub(super) fn end_server(&mut self, id: TxnId) {
+        if let Some(ctx) = self.table.get_mut(id) {
+            let _ = ctx.server.on_transport_error();
+        }
+    }
+
+    pub(super) fn reschedule(&mut self, _now: Instant, id: TxnId) {
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        if ctx.is_done() {
+            self.finish_if_done(id);
+            return;
+        }
+        let Some(next) = ctx.next_deadline() else {
+            return;
+        };
+        if ctx.scheduled.is_none_or(|at| next < at) {
+            ctx.scheduled = Some(next);
+            self.wheel.insert(next, (id, next));
+        }
+    }
+
+    pub(super) fn finish_if_done(&mut self, id: TxnId) {
+        if self.table.get(id).is_some_and(Context::is_done)
+            && let Some(ctx) = self.table.remove(id)
+        {
+            for buf in [ctx.request, ctx.response, ctx.cancel_request] {
+                self.pool.give(buf);
+            }
+        }
+    }
+
+    /// Runs every transaction timer due at `now`.
+    pub fn on_timers(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.expire(now, |entry| due.push(entry));
+        for (id, at) in due.drain(..) {
+            let Some(ctx) = self.table.get_mut(id) else {
+                continue;
+            };
+            if ctx.scheduled != Some(at) {
+                continue;
+            }
+            ctx.scheduled = None;
+            if ctx.timer_c.is_some_and(|at| at <= now) {
+                self.on_timer_c(now, id);
+            }
+            let Some(ctx) = self.table.get_mut(id) else {
+                continue;
+            };
+            let server = ctx.server.handle_timeout(now);
+            let client = ctx
+                .client
+                .as_mut()
+                .map(|c| c.handle_timeout(now))
+                .unwrap_or_default();
+            let cancel = ctx
+                .cancel
+                .as_mut()
+                .map(|c| c.handle_timeout(now))
+                .unwrap_or_default();
+            let retransmits = [&server, &client, &cancel]
+                .iter()
+                .flat_map(|a| a.iter())
+                .filter(|a| matches!(a, Action::SendRequest | Action::SendResponse))
+                .count();
+            self.stats.retransmissions += retransmits as u64;
+            self.apply_server(now, id, server);
+            self.apply_client(now, id, client, None);
+            self.apply_cancel(now, id, cancel);
+            self.reschedule(now, id);
+        }
+        self.due = due;
+    }
+
+    pub(super) fn on_timer_c(&mut self, now: Instant, id: TxnId) {
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        let ringing = ctx
+            .client
+            .as_ref()
+            .is_some_and(|c| c.state() == ClientState::Proceeding);
+        if !ringing {
+            ctx.timer_c = None;
+            return;
+        }
+        if ctx.timer_c_fired {
+            // The CANCEL changed nothing: give up on the branch and answer upstream.
+            ctx.timer_c = None;
+            if let Some(client) = ctx.client.as_mut() {
+                let _ = client.on_transport_error();
+            }
+            self.answer_from_forwarded(now, id, 408);
+            return;
+        }
+        ctx.timer_c_fired = true;
+        ctx.timer_c = Some(now + self.config.timers.transaction_timeout());
+        if ctx.cancel.is_none() {
+            self.send_cancel(now, id);
+        }
+    }
+
+    /// The transport could not send a request of the client transaction `id`.
+    pub fn on_send_error(&mut self, now: Instant, id: TxnId) {
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        let Some(client) = ctx.client.as_mut() else {
+            return;
+        };
+        let actions = client.on_transport_error();
+        self.apply_client(now, id, actions, None);
+    }
+}

@@ -1,0 +1,407 @@
+//! Requests: ACK, CANCEL, retransmissions, refusals, loop detection, route planning and
+//! forwarding (RFC 3261 §16.3–§16.6, §16.10, §16.11).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use sip::{Editor, Message, Method, ViaSpec};
+use txn::{
+    ClientState, ClientTransaction, InsertError, Kind, ServerState, ServerTransaction, TxnId,
+    TxnKey,
+};
+
+use super::*;
+
+impl ProxyCore {
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        received: Instant,
+        from: SocketAddr,
+        msg: &Message<'_>,
+        method: Method<'_>,
+    ) {
+        if let Err(error) = msg.validate() {
+            self.stats.parse_errors += 1;
+            if method != Method::Ack {
+                self.respond(msg, from, error.status(), &[]);
+            }
+            return;
+        }
+        match method {
+            Method::Ack => self.on_ack(now, msg),
+            Method::Cancel => self.on_cancel(now, from, msg),
+            _ => self.on_new_or_retransmitted(now, received, from, msg, method),
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, now: Instant, msg: &Message<'_>) {
+        if let Ok(key) = TxnKey::server_for_request(msg)
+            && let Some(id) = self.table.find(&key)
+            && let Some(ctx) = self.table.get_mut(id)
+            && matches!(
+                ctx.server.state(),
+                ServerState::Completed | ServerState::Confirmed
+            )
+        {
+            // The ACK for a non-2xx response we sent: it ends here (§16.7 step 10, §17.2.1).
+            let actions = ctx.server.on_ack(now);
+            self.stats.absorbed += 1;
+            self.apply_server(now, id, actions);
+            return;
+        }
+        // An ACK for a 2xx is a transaction of its own and is forwarded statelessly.
+        self.forward_stateless(msg);
+    }
+
+    pub(super) fn on_cancel(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
+        let found = TxnKey::server_for_cancelled_invite(msg)
+            .ok()
+            .and_then(|key| self.table.find(&key));
+        let Some(id) = found else {
+            // Nothing to cancel here: forward statelessly (§16.10).
+            self.forward_stateless(msg);
+            return;
+        };
+        self.respond(msg, from, 200, &[]);
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        match ctx.client.as_ref().map(ClientTransaction::state) {
+            Some(ClientState::Proceeding) if ctx.cancel.is_none() => self.send_cancel(now, id),
+            Some(ClientState::Calling) => ctx.cancel_pending = true,
+            // Already answered, or the INVITE was never forwarded: nothing to cancel.
+            _ => {}
+        }
+    }
+
+    pub(super) fn send_cancel(&mut self, now: Instant, id: TxnId) {
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        ctx.cancel_pending = false;
+        let mut buf = self.pool.take();
+        let built = Message::parse(&ctx.request)
+            .ok()
+            .and_then(|request| build::cancel(&request, &mut buf));
+        if built.is_none() {
+            self.pool.give(buf);
+            return;
+        }
+        let (cancel, actions) = ClientTransaction::start(
+            Kind::NonInvite,
+            ctx.downstream_protocol.reliability(),
+            self.config.timers,
+            now,
+        );
+        ctx.cancel = Some(cancel);
+        ctx.cancel_request = buf;
+        self.apply_cancel(now, id, actions);
+    }
+
+    pub(super) fn on_new_or_retransmitted(
+        &mut self,
+        now: Instant,
+        received: Instant,
+        from: SocketAddr,
+        msg: &Message<'_>,
+        method: Method<'_>,
+    ) {
+        let Ok(key) = TxnKey::server_for_request(msg) else {
+            self.stats.parse_errors += 1;
+            self.respond(msg, from, 400, &[]);
+            return;
+        };
+        if let Some(id) = self.table.find(&key) {
+            self.stats.absorbed += 1;
+            if let Some(ctx) = self.table.get_mut(id) {
+                let actions = ctx.server.on_request_retransmission();
+                self.apply_server(now, id, actions);
+            }
+            return;
+        }
+        // ACK and CANCEL never reach here; OPTIONS and in-dialog requests are never shed.
+        let initial = msg.to().ok().is_some_and(|to| to.tag().is_none());
+        if initial && method != Method::Options {
+            if !self.monitor.admit(now) {
+                self.stats.overload_rejections += 1;
+                self.respond(msg, from, 503, &[("Retry-After", RETRY_AFTER)]);
+                return;
+            }
+            self.monitor
+                .request_complete(now.saturating_duration_since(received), now);
+        }
+        if let Err(refusal) = msg.proxy_precheck(SUPPORTED) {
+            if method == Method::Options && self.is_addressed_to_us(msg) {
+                self.respond(msg, from, 200, &[("Allow", ALLOW)]);
+                return;
+            }
+            let mut unsupported = ArrayVec::<u8, 256>::new();
+            for tag in msg.unsupported_proxy_requires(SUPPORTED) {
+                if !unsupported.is_empty() {
+                    let _ = unsupported.try_extend_from_slice(b", ");
+                }
+                let _ = unsupported.try_extend_from_slice(tag);
+            }
+            let extra: &[(&'static str, &[u8])] = if unsupported.is_empty() {
+                &[]
+            } else {
+                &[("Unsupported", &unsupported)]
+            };
+            self.respond(msg, from, refusal.status(), extra);
+            return;
+        }
+        if method == Method::Options && self.is_addressed_to_us(msg) {
+            self.respond(msg, from, 200, &[("Allow", ALLOW)]);
+            return;
+        }
+        let loop_hash = route::loop_hash(msg);
+        if self.is_loop(msg, loop_hash) {
+            self.respond(msg, from, 482, &[]);
+            return;
+        }
+        let Some(plan) = self.plan_route(msg) else {
+            self.respond(msg, from, 503, &[]);
+            return;
+        };
+        let kind = Kind::of(method);
+        let upstream_protocol = self.arrived_over;
+        let server = ServerTransaction::new(
+            kind,
+            upstream_protocol.reliability(),
+            self.config.timers,
+            now,
+        );
+        let context = Context {
+            server,
+            upstream: response_target(msg, from),
+            upstream_protocol,
+            client: None,
+            downstream: plan.target,
+            downstream_protocol: plan.protocol,
+            branch: Branch::new(),
+            request: self.pool.take(),
+            response: self.pool.take(),
+            cancel: None,
+            cancel_request: Vec::new(),
+            cancel_pending: false,
+            scheduled: None,
+            timer_c: None,
+            timer_c_fired: false,
+            received,
+            provisional_sent: false,
+            method: method_index(method),
+        };
+        let id = match self.table.insert(key, context) {
+            Ok(id) => id,
+            Err(InsertError::Full(_)) => {
+                self.stats.table_full += 1;
+                self.respond(msg, from, 503, &[("Retry-After", RETRY_AFTER)]);
+                return;
+            }
+            Err(InsertError::Duplicate(_)) => return,
+        };
+        self.stats.transactions_created += 1;
+        if kind == Kind::Invite {
+            self.send_response_upstream(now, id, msg, 100, true);
+        }
+        self.forward(now, id, msg, method, &plan, loop_hash);
+    }
+
+    pub(super) fn is_addressed_to_us(&self, msg: &Message<'_>) -> bool {
+        msg.routes().next().is_none()
+            && msg
+                .request_uri()
+                .and_then(Result::ok)
+                .is_some_and(|uri| self.identity.is_us_uri(&uri))
+    }
+
+    /// §16.3 step 4: a Via of ours whose branch carries the loop hash this request has now.
+    pub(super) fn is_loop(&self, msg: &Message<'_>, loop_hash: u64) -> bool {
+        msg.vias().flatten().any(|via| {
+            self.identity.is_us(Some(via.host()), via.port(), false)
+                && via
+                    .branch()
+                    .and_then(route::parse_stateful_branch)
+                    .is_some_and(|(hash, _, _)| hash == loop_hash)
+        })
+    }
+
+    /// §16.4 and §16.5: which Route edits apply, and where the request goes.
+    pub(super) fn plan_route(&self, msg: &Message<'_>) -> Option<RoutePlan> {
+        let mut routes = ArrayVec::<sip::NameAddr<'_>, 8>::new();
+        for route in msg.routes() {
+            if routes.try_push(route.ok()?).is_err() {
+                break;
+            }
+        }
+        let ruri = msg.request_uri()?.ok()?;
+        let (mut restore, mut pop, mut strict) = (false, false, false);
+        let mut first = 0;
+        let mut last = routes.len();
+        let mut target_uri = ruri;
+        if self.identity.is_us_uri(&ruri) && !routes.is_empty() {
+            // The previous hop was a strict router and put our Record-Route in the R-URI.
+            restore = true;
+            last -= 1;
+            target_uri = *routes[last].uri();
+        }
+        if first < last && self.identity.is_us_uri(routes[first].uri()) {
+            pop = true;
+            first += 1;
+        }
+        if first < last {
+            let next = routes[first].uri();
+            strict = !next.is_loose_route() && !restore;
+            target_uri = *next;
+        }
+        // RFC 3261 §18.1.1: transport=tcp asks for TCP; a request near the MTU takes it too
+        // (the estimate adds room for our Via and Record-Route).
+        let tcp_param = target_uri
+            .params()
+            .get(b"transport")
+            .flatten()
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"tcp"));
+        let large = msg.as_bytes().len() + 160 > UDP_LIMIT;
+        Some(RoutePlan {
+            protocol: if tcp_param || large {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            },
+            target: route::uri_target(&target_uri)?,
+            pop_route: pop,
+            restore_from_last_route: restore,
+            strict_next_hop: strict,
+        })
+    }
+
+    pub(super) fn forward(
+        &mut self,
+        now: Instant,
+        id: TxnId,
+        msg: &Message<'_>,
+        method: Method<'_>,
+        plan: &RoutePlan,
+        loop_hash: u64,
+    ) {
+        let branch = route::stateful_branch(loop_hash, self.config.core, id);
+        let record_route = msg.to().ok().and_then(|to| to.tag()).is_none()
+            && matches!(
+                method,
+                Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
+            );
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut ctx.request);
+        buf.clear();
+        let via = ViaSpec {
+            transport: plan.protocol.via_token(),
+            host: &self.via_host,
+            port: Some(self.own_port),
+            branch: &branch,
+            rport: true,
+        };
+        let written = edit_forwarded(
+            msg,
+            via,
+            plan,
+            record_route.then_some(&self.record_route[..]),
+            &mut buf,
+        );
+        ctx.request = buf;
+        ctx.branch = branch;
+        if written.is_err() {
+            // Cannot happen for a validated request short of the header limit: answer 513
+            // rather than forward something the next hop cannot parse.
+            self.send_response_upstream(now, id, msg, 513, false);
+            self.finish_if_done(id);
+            return;
+        }
+        let (client, actions) = ClientTransaction::start(
+            Kind::of(method),
+            plan.protocol.reliability(),
+            self.config.timers,
+            now,
+        );
+        if let Some(ctx) = self.table.get_mut(id) {
+            ctx.client = Some(client);
+        }
+        self.apply_client(now, id, actions, None);
+    }
+
+    /// §16.11: forward without a transaction (ACK for 2xx, CANCEL with nothing to cancel).
+    pub(super) fn forward_stateless(&mut self, msg: &Message<'_>) {
+        if msg.proxy_precheck(SUPPORTED).is_err() {
+            return;
+        }
+        let Some(plan) = self.plan_route(msg) else {
+            return;
+        };
+        let branch = route::stateless_branch(msg);
+        let via = ViaSpec {
+            transport: plan.protocol.via_token(),
+            host: &self.via_host,
+            port: Some(self.own_port),
+            branch: &branch,
+            rport: true,
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        if edit_forwarded(msg, via, &plan, None, &mut scratch).is_ok() {
+            self.queue((plan.protocol, Socket::Own), plan.target, &scratch, None);
+            if let Some(method) = msg.method() {
+                self.count_request_out(method);
+            }
+        }
+        self.scratch = scratch;
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct RoutePlan {
+    protocol: Protocol,
+    target: SocketAddr,
+    pop_route: bool,
+    restore_from_last_route: bool,
+    strict_next_hop: bool,
+}
+
+pub(super) fn edit_forwarded(
+    msg: &Message<'_>,
+    via: ViaSpec<'_>,
+    plan: &RoutePlan,
+    record_route: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Result<usize, sip::EditError> {
+    let mut editor = Editor::new(msg);
+    editor.add_via(via)?.decrement_max_forwards()?;
+    if plan.restore_from_last_route {
+        editor.restore_request_uri_from_last_route()?;
+    }
+    if plan.pop_route && plan.strict_next_hop {
+        // The Editor reads the original message, whose top Route is still ours: write the
+        // popped copy first, then route that to the strict router. Rare (RFC 2543 next
+        // hop), so the extra copy and its allocation do not matter.
+        editor.pop_route()?;
+        if let Some(uri) = record_route {
+            editor.add_record_route(uri)?;
+        }
+        let mut popped = Vec::with_capacity(msg.as_bytes().len() + 256);
+        editor.write(&mut popped)?;
+        let popped = Message::parse(&popped)
+            .map_err(|_| sip::EditError::Malformed(sip::HeaderName::Route))?;
+        return Editor::new(&popped).route_to_strict_router()?.write(out);
+    }
+    if plan.pop_route {
+        editor.pop_route()?;
+    }
+    if plan.strict_next_hop {
+        editor.route_to_strict_router()?;
+    }
+    if let Some(uri) = record_route {
+        editor.add_record_route(uri)?;
+    }
+    editor.write(out)
+}

@@ -1,0 +1,342 @@
+//! Responses: relaying upstream on the server transaction, generated responses, ACK and
+//! CANCEL downstream, and the actions of each transaction (RFC 3261 §16.7).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use sip::{Editor, Message, Method};
+use txn::{Action, Actions, Kind, ServerState, TxnId};
+
+use super::*;
+
+impl ProxyCore {
+    /// A response generated here for the server transaction `id` (100 Trying, 408, 503).
+    pub(super) fn send_response_upstream(
+        &mut self,
+        now: Instant,
+        id: TxnId,
+        request: &Message<'_>,
+        status: u16,
+        untagged: bool,
+    ) {
+        let tag = route::local_tag(request);
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        let Ok(actions) = ctx.server.send_response(status, now) else {
+            return;
+        };
+        ctx.response.clear();
+        let tag: &[u8] = if untagged { b"" } else { &tag };
+        if build::response(request, status, tag, &[], &mut ctx.response).is_err() {
+            return;
+        }
+        self.apply_server(now, id, actions);
+    }
+
+    /// A response generated here from the request we forwarded (the original is gone):
+    /// built on the forwarded copy, then our Via is taken off again.
+    pub(super) fn answer_from_forwarded(&mut self, now: Instant, id: TxnId, status: u16) {
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let built = Message::parse(&ctx.request).ok().and_then(|forwarded| {
+            let tag = route::local_tag(&forwarded);
+            build::response(&forwarded, status, &tag, &[], &mut scratch).ok()
+        });
+        let stripped = built.and_then(|_| {
+            let response = Message::parse(&scratch).ok()?;
+            ctx.response.clear();
+            Editor::new(&response)
+                .remove_top_via()
+                .and_then(|e| e.write(&mut ctx.response))
+                .ok()
+        });
+        self.scratch = scratch;
+        if stripped.is_none() {
+            return;
+        }
+        if let Ok(actions) = ctx.server.send_response(status, now) {
+            self.apply_server(now, id, actions);
+        }
+    }
+
+    pub(super) fn on_response(&mut self, now: Instant, msg: &Message<'_>, status: u16) {
+        let Ok(via) = msg.top_via() else {
+            self.stats.parse_errors += 1;
+            return;
+        };
+        let Ok(cseq) = msg.cseq() else {
+            self.stats.parse_errors += 1;
+            return;
+        };
+        let owned = via
+            .branch()
+            .and_then(|b| route::parse_stateful_branch(b).map(|(_, core, id)| (b, core, id)))
+            .filter(|&(_, core, _)| core == self.config.core)
+            .and_then(|(branch, _, id)| {
+                let ctx = self.table.get(id)?;
+                (ctx.branch.as_slice() == branch).then_some(id)
+            });
+        let Some(id) = owned else {
+            self.forward_response_stateless(msg);
+            return;
+        };
+        if cseq.method == Method::Cancel {
+            let Some(ctx) = self.table.get_mut(id) else {
+                return;
+            };
+            let Some(cancel) = ctx.cancel.as_mut() else {
+                return;
+            };
+            // The 200 to our CANCEL ends here: upstream got its own 200 from us.
+            let actions = cancel.on_response(status, now);
+            self.apply_cancel(now, id, actions);
+            return;
+        }
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        let Some(client) = ctx.client.as_mut() else {
+            return;
+        };
+        let actions = client.on_response(status, now);
+        if actions.is_empty() {
+            self.stats.absorbed += 1;
+        }
+        self.apply_client(now, id, actions, Some(msg));
+    }
+
+    /// §16.7: forward a response upstream on its server transaction, without our Via.
+    pub(super) fn relay_response(
+        &mut self,
+        now: Instant,
+        id: TxnId,
+        msg: &Message<'_>,
+        status: u16,
+    ) {
+        if status == 100 {
+            // 100 Trying is hop-by-hop: we sent our own. It is still a provisional response:
+            // it ends Timer B, so Timer C must run from here or a silent branch would hold
+            // the transaction forever, and a CANCEL held for a provisional may go (§9.1).
+            let timer_c = self.config.timer_c;
+            if let Some(ctx) = self.table.get_mut(id)
+                && ctx.server.kind() == Kind::Invite
+                && ctx.timer_c.is_none()
+                && !ctx.timer_c_fired
+            {
+                ctx.timer_c = Some(now + timer_c);
+            }
+            self.send_pending_cancel(now, id);
+            return;
+        }
+        if status == 503 {
+            // Downstream overload counts against our own rate (Clearwater's penalties).
+            self.monitor.penalize();
+        }
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        let first_final = status >= 200 && ctx.server.state() != ServerState::Accepted;
+        let Ok(actions) = ctx.server.send_response(status, now) else {
+            return;
+        };
+        let waited = now.saturating_duration_since(ctx.received);
+        if first_final {
+            self.latency.record_final(waited);
+        } else if !ctx.provisional_sent {
+            ctx.provisional_sent = true;
+            self.latency.record_provisional(waited);
+        }
+        if ctx.response.capacity() == 0 {
+            // Released to the pool after the first 2xx; a 2xx retransmission needs one again.
+            ctx.response = self.pool.take();
+        }
+        ctx.response.clear();
+        let written = Editor::new(msg)
+            .remove_top_via()
+            .and_then(|e| e.write(&mut ctx.response));
+        if written.is_err() {
+            self.stats.parse_errors += 1;
+            return;
+        }
+        self.apply_server(now, id, actions);
+        let provisional = (101..200).contains(&status);
+        let timer_c = self.config.timer_c;
+        if let Some(ctx) = self.table.get_mut(id)
+            && ctx.server.kind() == Kind::Invite
+        {
+            ctx.timer_c = (provisional && !ctx.timer_c_fired).then(|| now + timer_c);
+        }
+        if provisional {
+            self.send_pending_cancel(now, id);
+        }
+    }
+
+    /// Sends the CANCEL that waited for a provisional response (§9.1), if there is one.
+    pub(super) fn send_pending_cancel(&mut self, now: Instant, id: TxnId) {
+        let pending = self
+            .table
+            .get(id)
+            .is_some_and(|ctx| ctx.cancel_pending && ctx.cancel.is_none());
+        if pending {
+            self.send_cancel(now, id);
+        }
+    }
+
+    pub(super) fn apply_server(&mut self, now: Instant, id: TxnId, actions: Actions) {
+        for action in actions {
+            match action {
+                Action::SendResponse => {
+                    let Some(ctx) = self.table.get(id) else {
+                        return;
+                    };
+                    let path = (ctx.upstream_protocol, Socket::Shared);
+                    let (to, status) = (ctx.upstream, status_of(&ctx.response));
+                    let response =
+                        std::mem::take(&mut self.table.get_mut(id).expect("present").response);
+                    self.queue(path, to, &response, None);
+                    self.stats.responses_out[class_index(status)] += 1;
+                    let ctx = self.table.get_mut(id).expect("present");
+                    ctx.response = response;
+                    if ctx.server.state() == ServerState::Accepted {
+                        // 2xx retransmissions come from downstream, never from our copy.
+                        let buf = std::mem::take(&mut ctx.response);
+                        self.pool.give(buf);
+                    }
+                }
+                Action::TransportError | Action::AckTimeout | Action::Terminated => {}
+                _ => {}
+            }
+        }
+        self.reschedule(now, id);
+    }
+
+    pub(super) fn apply_client(
+        &mut self,
+        now: Instant,
+        id: TxnId,
+        actions: Actions,
+        response: Option<&Message<'_>>,
+    ) {
+        for action in actions {
+            match action {
+                Action::SendRequest => {
+                    let Some(ctx) = self.table.get_mut(id) else {
+                        return;
+                    };
+                    let request = std::mem::take(&mut ctx.request);
+                    let (to, path) = (ctx.downstream, (ctx.downstream_protocol, Socket::Own));
+                    let method = ctx.method;
+                    self.queue(path, to, &request, Some(id));
+                    self.stats.requests_out[method] += 1;
+                    self.table.get_mut(id).expect("present").request = request;
+                }
+                Action::SendAck => {
+                    let Some(response) = response else { continue };
+                    let Some(ctx) = self.table.get(id) else {
+                        return;
+                    };
+                    let mut scratch = std::mem::take(&mut self.scratch);
+                    scratch.clear();
+                    let built = Message::parse(&ctx.request)
+                        .ok()
+                        .and_then(|request| build::ack(&request, response, &mut scratch));
+                    if built.is_some() {
+                        let (to, path) = (ctx.downstream, (ctx.downstream_protocol, Socket::Own));
+                        self.queue(path, to, &scratch, None);
+                        self.count_request_out(Method::Ack);
+                    }
+                    self.scratch = scratch;
+                }
+                Action::DeliverResponse => {
+                    if let Some(response) = response {
+                        let status = response.status().unwrap_or(0);
+                        self.relay_response(now, id, response, status);
+                    }
+                }
+                Action::Timeout => {
+                    self.stats.timeouts += 1;
+                    let invite = self
+                        .table
+                        .get(id)
+                        .is_some_and(|ctx| ctx.server.kind() == Kind::Invite);
+                    if invite {
+                        self.answer_from_forwarded(now, id, 408);
+                    } else {
+                        // RFC 4320 §4.1: no 408 for a non-INVITE; the client has given up.
+                        self.end_server(id);
+                    }
+                }
+                Action::TransportError => self.answer_from_forwarded(now, id, 503),
+                Action::AckTimeout | Action::SendResponse | Action::Terminated => {}
+            }
+        }
+        self.release_request_if_unneeded(id);
+        self.reschedule(now, id);
+    }
+
+    pub(super) fn apply_cancel(&mut self, now: Instant, id: TxnId, actions: Actions) {
+        for action in actions {
+            if action == Action::SendRequest {
+                let Some(ctx) = self.table.get_mut(id) else {
+                    return;
+                };
+                let request = std::mem::take(&mut ctx.cancel_request);
+                let (to, path) = (ctx.downstream, (ctx.downstream_protocol, Socket::Own));
+                self.queue(path, to, &request, None);
+                self.count_request_out(Method::Cancel);
+                self.table.get_mut(id).expect("present").cancel_request = request;
+            }
+        }
+        self.reschedule(now, id);
+    }
+
+    /// §16.7 step 2: a response with no transaction here goes on statelessly if the top
+    /// Via is ours.
+    pub(super) fn forward_response_stateless(&mut self, msg: &Message<'_>) {
+        let mut vias = msg.vias();
+        let ours = vias
+            .next()
+            .and_then(Result::ok)
+            .is_some_and(|v| self.identity.is_us(Some(v.host()), v.port(), false));
+        let Some(Ok(next)) = vias.next() else { return };
+        if !ours {
+            return;
+        }
+        let Some(to) = via_target(&next) else { return };
+        let protocol = if next.transport().eq_ignore_ascii_case(b"TCP") {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let written = Editor::new(msg)
+            .remove_top_via()
+            .and_then(|e| e.write(&mut scratch));
+        if written.is_ok() {
+            self.stats.stateless_responses += 1;
+            let status = msg.status().unwrap_or(0);
+            self.stats.responses_out[class_index(status)] += 1;
+            self.queue((protocol, Socket::Shared), to, &scratch, None);
+        }
+        self.scratch = scratch;
+    }
+}
+
+/// The address in a Via for a stateless response: received/rport, else sent-by.
+fn via_target(via: &sip::Via<'_>) -> Option<SocketAddr> {
+    let host = match via.received() {
+        Some(received) => std::str::from_utf8(received).ok()?.parse().ok()?,
+        None => match via.host() {
+            sip::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
+            sip::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
+            sip::Host::Domain(_) => return None,
+        },
+    };
+    let port = via.rport().flatten().or(via.port()).unwrap_or(5060);
+    Some(SocketAddr::new(host, port))
+}
