@@ -33,6 +33,10 @@ pub(crate) struct SproutArgs {
     /// Overload control: the highest admission rate per core, initial requests per second.
     #[arg(long, default_value_t = 100_000, env = "WW_MAX_ADMISSION_RATE")]
     max_admission_rate: u32,
+    /// Microseconds an idle core spins before sleeping (0: never; lower latency at low
+    /// load costs CPU).
+    #[arg(long, default_value_t = 0, env = "WW_SPIN_US")]
+    spin_us: u64,
     /// RFC 3261 T1 in milliseconds.
     #[arg(long, default_value_t = 500, env = "WW_T1_MS")]
     t1_ms: u64,
@@ -60,6 +64,7 @@ pub(crate) fn run(args: SproutArgs) -> ExitCode {
     config.timers.t2 = Duration::from_millis(args.t2_ms);
     config.timers.t4 = Duration::from_millis(args.t4_ms);
     config.metrics = Some(args.metrics);
+    config.spin_before_park = Duration::from_micros(args.spin_us);
     config.overload.target_latency = Duration::from_millis(args.target_latency_ms);
     config.overload.max_rate = f64::from(args.max_admission_rate);
     let engine = match Engine::start(config) {

@@ -42,6 +42,9 @@ pub struct EngineConfig {
     pub overload: proxy::OverloadConfig,
     /// Where `/metrics` is served, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// How long an idle core spins before it sleeps in the kernel: lower latency at low
+    /// load, paid for in CPU. Zero (the default) never spins.
+    pub spin_before_park: Duration,
 }
 
 impl EngineConfig {
@@ -56,6 +59,7 @@ impl EngineConfig {
             timer_c: Duration::from_secs(180),
             overload: proxy::OverloadConfig::default(),
             metrics: None,
+            spin_before_park: Duration::ZERO,
         }
     }
 }
@@ -123,9 +127,12 @@ impl Engine {
                 }
             })?;
             let registry = registry.clone();
-            let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-                .name(&format!("ww-core{cpu}"))
-                .spin_before_park(Duration::from_micros(50))
+            let mut builder =
+                LocalExecutorBuilder::new(Placement::Fixed(cpu)).name(&format!("ww-core{cpu}"));
+            if !config.spin_before_park.is_zero() {
+                builder = builder.spin_before_park(config.spin_before_park);
+            }
+            let handle = builder
                 .spawn(move || shard::run(index, proxy, sockets, registry))
                 .map_err(|e| EngineError::Executor {
                     core: cpu,
