@@ -32,7 +32,7 @@ pub use client::{ClientState, ClientTransaction};
 pub use config::TimerConfig;
 pub use key::{INLINE_KEY, KeyError, TxnKey};
 pub use server::{ServerError, ServerState, ServerTransaction};
-pub use table::{DuplicateKey, InsertError, PRESIZE, TableFull, TransactionTable, TxnId};
+pub use table::{DuplicateKey, InsertError, TableFull, TransactionTable, TxnId};
 pub use timer::Timer;
 pub use wheel::TimerWheel;
 

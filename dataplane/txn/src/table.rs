@@ -1,7 +1,9 @@
 //! A bounded table of transactions, one per core: exact matching by key, stable handles
 //! for the timer wheel, and no allocation once warm (capacity is reserved up front).
 
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 use slab::Slab;
 
 use crate::key::TxnKey;
@@ -48,10 +50,6 @@ pub enum InsertError {
     Duplicate(#[from] DuplicateKey),
 }
 
-/// Entries reserved up front: enough for a few thousand calls per second without growing,
-/// small enough that a core with a generous limit does not commit its memory at start.
-pub const PRESIZE: usize = 16 * 1024;
-
 #[derive(Debug)]
 struct Entry<V> {
     key: TxnKey,
@@ -59,23 +57,26 @@ struct Entry<V> {
     value: V,
 }
 
-/// Transactions by key, bounded to a fixed number of entries.
+/// Transactions by key, bounded to a fixed number of entries. The index holds slot numbers
+/// only; each key is stored once, in its entry.
 #[derive(Debug)]
 pub struct TransactionTable<V> {
-    by_key: HashMap<TxnKey, u32>,
+    by_key: HashTable<u32>,
+    hasher: DefaultHashBuilder,
     entries: Slab<Entry<V>>,
     limit: usize,
     next_generation: u32,
 }
 
 impl<V> TransactionTable<V> {
-    /// A table that holds at most `limit` transactions. Room for up to [`PRESIZE`] is
-    /// reserved now; beyond that the table grows while warming up and keeps its capacity.
+    /// A table that holds at most `limit` transactions, with room for all of them reserved
+    /// now: it never grows (a growing table copies every entry while the core waits). The
+    /// reservation is address space; pages are committed as entries are first written.
     pub fn with_limit(limit: usize) -> Self {
-        let presize = limit.min(PRESIZE);
         Self {
-            by_key: HashMap::with_capacity(presize),
-            entries: Slab::with_capacity(presize),
+            by_key: HashTable::with_capacity(limit),
+            hasher: DefaultHashBuilder::default(),
+            entries: Slab::with_capacity(limit),
             limit,
             next_generation: 0,
         }
@@ -98,22 +99,25 @@ impl<V> TransactionTable<V> {
 
     /// Adds a transaction under `key`.
     pub fn insert(&mut self, key: TxnKey, value: V) -> Result<TxnId, InsertError> {
-        if let Some(&index) = self.by_key.get(&key) {
-            return Err(DuplicateKey(self.id_at(index)).into());
+        if let Some(id) = self.find(&key) {
+            return Err(DuplicateKey(id).into());
         }
         if self.entries.len() >= self.limit {
             return Err(TableFull(self.limit).into());
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
+        let hash = self.hasher.hash_one(&key);
         let index = self.entries.insert(Entry {
-            key: key.clone(),
+            key,
             generation,
             value,
         });
         // Slab indexes stay below `limit`, which the caller chose to fit in memory.
         let index = u32::try_from(index).expect("table limit fits in u32");
-        self.by_key.insert(key, index);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.by_key
+            .insert_unique(hash, index, |&i| hasher.hash_one(&entries[i as usize].key));
         Ok(TxnId { index, generation })
     }
 
@@ -126,7 +130,10 @@ impl<V> TransactionTable<V> {
 
     /// The transaction with this key.
     pub fn find(&self, key: &TxnKey) -> Option<TxnId> {
-        self.by_key.get(key).map(|&index| self.id_at(index))
+        let hash = self.hasher.hash_one(key);
+        self.by_key
+            .find(hash, |&i| self.entries[i as usize].key == *key)
+            .map(|&index| self.id_at(index))
     }
 
     /// The transaction behind a handle, unless it was removed since.
@@ -159,9 +166,11 @@ impl<V> TransactionTable<V> {
         if entry.generation != id.generation {
             return None;
         }
-        let entry = self.entries.remove(id.index as usize);
-        self.by_key.remove(&entry.key);
-        Some(entry.value)
+        let hash = self.hasher.hash_one(&entry.key);
+        if let Ok(found) = self.by_key.find_entry(hash, |&i| i == id.index) {
+            found.remove();
+        }
+        Some(self.entries.remove(id.index as usize).value)
     }
 
     /// Every transaction, for metrics and shutdown.

@@ -31,59 +31,51 @@ pub enum Timer {
     M,
 }
 
-const ALL: [Timer; 12] = [
-    Timer::A,
-    Timer::B,
-    Timer::D,
-    Timer::E,
-    Timer::F,
-    Timer::G,
-    Timer::H,
-    Timer::I,
-    Timer::J,
-    Timer::K,
-    Timer::L,
-    Timer::M,
-];
+/// No transaction state runs more than two timers at once (a retransmission timer and a
+/// timeout: A+B, E+F, G+H), so two slots hold every armed timer.
+const SLOTS: usize = 2;
 
 /// When each armed timer fires. Disarming is just forgetting the deadline, so a timer
-/// event that arrives late for a disarmed timer finds nothing to do.
+/// event that arrives late for a disarmed timer finds nothing to do. Kept small: a proxy
+/// holds hundreds of thousands of transactions, three tables each.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; ALL.len()],
+    armed: [Option<(Timer, Instant)>; SLOTS],
 }
 
 impl TimerTable {
-    fn slot(timer: Timer) -> usize {
-        timer as usize
-    }
-
     pub(crate) fn arm(&mut self, timer: Timer, at: Instant) {
-        self.deadlines[Self::slot(timer)] = Some(at);
+        let slot = self
+            .armed
+            .iter()
+            .position(|a| a.is_some_and(|(t, _)| t == timer))
+            .or_else(|| self.armed.iter().position(Option::is_none));
+        debug_assert!(slot.is_some(), "more than {SLOTS} timers armed at once");
+        self.armed[slot.unwrap_or(SLOTS - 1)] = Some((timer, at));
     }
 
     pub(crate) fn disarm(&mut self, timer: Timer) {
-        self.deadlines[Self::slot(timer)] = None;
+        for slot in &mut self.armed {
+            if slot.is_some_and(|(t, _)| t == timer) {
+                *slot = None;
+            }
+        }
     }
 
     pub(crate) fn clear(&mut self) {
-        self.deadlines = [None; ALL.len()];
+        self.armed = [None; SLOTS];
     }
 
     /// The earliest deadline of any armed timer.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        self.armed.iter().flatten().map(|&(_, at)| at).min()
     }
 
     /// The earliest armed timer that is due at `now`, disarmed as it is returned.
     pub(crate) fn take_due(&mut self, now: Instant) -> Option<Timer> {
-        let (slot, _) = self
-            .deadlines
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| d.filter(|&d| d <= now).map(|d| (i, d)))
-            .min_by_key(|&(_, d)| d)?;
-        self.deadlines[slot] = None;
-        Some(ALL[slot])
+        let slot = (0..SLOTS)
+            .filter(|&i| self.armed[i].is_some_and(|(_, at)| at <= now))
+            .min_by_key(|&i| self.armed[i].map(|(_, at)| at))?;
+        self.armed[slot].take().map(|(timer, _)| timer)
     }
 }
