@@ -94,6 +94,54 @@ pub(crate) fn response(
     builder.write(out)
 }
 
+/// A response to a request that did not parse, from the header lines that can be found:
+/// the start line is left alone, and each line whose name is Via, From, To, Call-ID or CSeq
+/// (compact forms too) is copied as received. Without a Via there is no one to answer.
+pub(crate) fn salvaged_response(request: &[u8], status: u16, out: &mut Vec<u8>) -> Option<()> {
+    if request.starts_with(b"SIP/") {
+        return None;
+    }
+    let head_end = memchr_crlfcrlf(request).unwrap_or(request.len());
+    let mut lines = request[..head_end].split(|&c| c == b'\n').skip(1);
+    out.extend_from_slice(b"SIP/2.0 ");
+    write_u32(out, u32::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status));
+    out.extend_from_slice(b"\r\n");
+    let mut has_via = false;
+    for line in lines.by_ref() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        let copy = [
+            &b"via"[..],
+            b"v",
+            b"from",
+            b"f",
+            b"to",
+            b"t",
+            b"call-id",
+            b"i",
+            b"cseq",
+        ]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n));
+        if copy && !line.is_empty() && !line[0].is_ascii_whitespace() {
+            has_via |= name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v");
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    has_via.then_some(())
+}
+
+fn memchr_crlfcrlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
 /// The reason phrase this proxy writes for a status it generates.
 pub(crate) const fn reason(status: u16) -> &'static [u8] {
     match status {
@@ -118,6 +166,27 @@ pub(crate) const fn reason(status: u16) -> &'static [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unparsable_request_gets_an_answer_from_its_salvaged_lines() {
+        let bad = b"INVITE sip:bob@example.com SIP/7.0\r\nv: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\n\
+            Max-Forwards: 70\r\nf: <sip:a@example.com>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
+        let mut out = Vec::new();
+        salvaged_response(bad, 505, &mut out).expect("has a Via");
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            "SIP/2.0 505 Version Not Supported\r\nv: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\n\
+             f: <sip:a@example.com>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        assert!(
+            salvaged_response(b"INVITE x SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n", 400, &mut out)
+                .is_none()
+        );
+        assert!(
+            salvaged_response(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n", 400, &mut Vec::new()).is_none()
+        );
+    }
 
     const INVITE: &[u8] = b"INVITE sip:bob@192.0.2.9:5070 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 192.0.2.1:5061;branch=z9hG4bKours;rport\r\n\

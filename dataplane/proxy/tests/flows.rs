@@ -594,9 +594,9 @@ fn malformed_request_is_400() {
 }
 
 #[test]
-fn request_without_call_id_is_dropped() {
-    // No 400 is possible: a response must copy the Call-ID (RFC 3261 §8.2.6.2), and one
-    // without it fails the UAC's own validation. Counted and dropped, never forwarded.
+fn request_without_a_mandatory_header_gets_400_from_what_is_there() {
+    // RFC 4475 `insuf`: a 400 copying the Via and whatever else of From, To, Call-ID and
+    // CSeq exists; never forwarded.
     for missing in ["Call-ID", "From", "To", "CSeq"] {
         let mut h = Harness::new();
         let text = String::from_utf8(Request::invite().build()).expect("ASCII");
@@ -604,7 +604,18 @@ fn request_without_call_id_is_dropped() {
             .split_inclusive("\r\n")
             .filter(|line| !line.starts_with(&format!("{missing}:")))
             .collect();
-        none(&h.send(UAC, text.as_bytes()));
+        let answer = one(h.send(UAC, text.as_bytes()));
+        assert_eq!(answer.to, addr(UAC));
+        let answer_text = answer.text().to_owned();
+        assert!(answer_text.starts_with("SIP/2.0 400 "), "{answer_text}");
+        assert!(
+            answer_text.contains("\r\nVia: SIP/2.0/UDP 127.0.0.1:5000;"),
+            "{answer_text}"
+        );
+        assert!(
+            !answer_text.contains(&format!("\r\n{missing}:")),
+            "{answer_text}"
+        );
         assert_eq!(h.core.stats().parse_errors, 1, "without {missing}");
         assert_eq!(h.core.active_transactions(), 0);
     }

@@ -84,3 +84,33 @@ fn a_stream_message_without_content_length_is_refused() {
     none(&h.send_tcp(UAC, without.as_bytes()));
     assert_eq!(h.core.stats().parse_errors, 1);
 }
+
+#[test]
+fn a_large_request_whose_tcp_connection_fails_is_retried_over_udp() {
+    let mut h = Harness::new();
+    let padding = format!("X-Padding: {}", "p".repeat(1300));
+    let sent = h.send(UAC, &Request::invite().header(&padding).build());
+    let out = forwarded(&sent);
+    assert_eq!(out.protocol, Protocol::Tcp);
+    // The engine reports the failed connect for the transaction the transmit named.
+    let client = out
+        .client_id
+        .expect("a forwarded request names its transaction");
+    h.core.on_send_error(h.now, client);
+    let retried = h.drain_now();
+    let again = forwarded(&retried);
+    assert_eq!(again.protocol, Protocol::Udp);
+    assert!(
+        again.vias()[0].starts_with("SIP/2.0/UDP 127.0.0.1:5061;"),
+        "{:?}",
+        again.vias()
+    );
+    assert_eq!(again.top_via_branch(), out.top_via_branch());
+    // Over UDP, Timer A retransmits it.
+    let later = h.advance(Duration::from_millis(600));
+    assert!(
+        later
+            .iter()
+            .any(|s| s.protocol == Protocol::Udp && s.status().is_none())
+    );
+}

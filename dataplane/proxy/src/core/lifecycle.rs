@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use txn::{Action, ClientState, Kind, TxnId};
+use txn::{Action, ClientState, ClientTransaction, Kind, Transport, TxnId};
 
 use super::*;
 
@@ -138,7 +138,47 @@ impl ProxyCore {
         let Some(client) = ctx.client.as_mut() else {
             return;
         };
+        let waiting = matches!(client.state(), ClientState::Calling | ClientState::Trying);
+        if ctx.udp_fallback && waiting && switch_via_to_udp(&mut ctx.request) {
+            // RFC 3261 §18.1.1: a request sent by TCP only for its size, whose TCP attempt
+            // failed, is retried over UDP.
+            ctx.udp_fallback = false;
+            ctx.downstream_protocol = Protocol::Udp;
+            let (client, actions) = ClientTransaction::start(
+                client.kind(),
+                Transport::Unreliable,
+                self.config.timers,
+                now,
+            );
+            ctx.client = Some(client);
+            self.apply_client(now, id, actions, None);
+            return;
+        }
         let actions = client.on_transport_error();
         self.apply_client(now, id, actions, None);
+    }
+}
+
+/// Rewrites the transport of our Via (the first header line) from TCP to UDP in place.
+fn switch_via_to_udp(request: &mut [u8]) -> bool {
+    let Some(line_start) = request.windows(2).position(|w| w == b"\r\n").map(|i| i + 2) else {
+        return false;
+    };
+    let token = b"SIP/2.0/TCP";
+    let line = &request[line_start..];
+    let line_end = line
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(line.len());
+    match line[..line_end]
+        .windows(token.len())
+        .position(|w| w == token)
+    {
+        Some(at) => {
+            let start = line_start + at + token.len() - 3;
+            request[start..start + 3].copy_from_slice(b"UDP");
+            true
+        }
+        None => false,
     }
 }

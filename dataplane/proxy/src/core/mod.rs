@@ -111,6 +111,8 @@ struct Context {
     client: Option<ClientTransaction>,
     downstream: SocketAddr,
     downstream_protocol: Protocol,
+    /// The request went by TCP only because of its size; UDP is the fallback.
+    udp_fallback: bool,
     branch: Branch,
     /// The request as forwarded (for retransmission, and to build ACK and CANCEL).
     request: Vec<u8>,
@@ -325,7 +327,7 @@ impl ProxyCore {
             Protocol::Tcp => sip::Framing::Stream,
         };
         let Ok(msg) = Message::parse_framed(datagram, framing) else {
-            self.reject_unparsed(datagram);
+            self.reject_unparsed(from, datagram);
             return;
         };
         match msg.method() {
@@ -341,9 +343,25 @@ impl ProxyCore {
         }
     }
 
-    fn reject_unparsed(&mut self, _datagram: &[u8]) {
-        // Without a parsed Via there is nowhere to send an answer: count and drop.
+    /// A message that does not parse: a request gets the status the RFC gives (400, 505,
+    /// 513) with what could be salvaged of its Via, From, To, Call-ID and CSeq lines; a
+    /// response is dropped. Either way it is counted.
+    fn reject_unparsed(&mut self, from: SocketAddr, datagram: &[u8]) {
         self.stats.parse_errors += 1;
+        let sip::Verdict::Reject {
+            status: Some(status),
+            ..
+        } = sip::inspect(datagram)
+        else {
+            return;
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        if build::salvaged_response(datagram, status, &mut scratch).is_some() {
+            self.stats.responses_out[class_index(status)] += 1;
+            self.queue((self.arrived_over, Socket::Shared), from, &scratch, None);
+        }
+        self.scratch = scratch;
     }
 
     /// Answers a request we do not forward, statelessly: a retransmission of the request
@@ -358,7 +376,13 @@ impl ProxyCore {
         let tag = route::local_tag(request);
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        if build::response(request, status, &tag, extra, &mut scratch).is_ok() {
+        let built = build::response(request, status, &tag, extra, &mut scratch).is_ok() || {
+            // A request missing From, To, Call-ID or CSeq cannot be answered the normal
+            // way; RFC 4475 (`insuf`) still wants its 400, so answer with what is there.
+            scratch.clear();
+            build::salvaged_response(request.as_bytes(), status, &mut scratch).is_some()
+        };
+        if built {
             self.stats.responses_out[class_index(status)] += 1;
             self.queue(
                 (self.arrived_over, Socket::Shared),

@@ -179,6 +179,7 @@ impl ProxyCore {
             client: None,
             downstream: plan.target,
             downstream_protocol: plan.protocol,
+            udp_fallback: plan.udp_fallback,
             branch: Branch::new(),
             request: self.pool.take(),
             response: self.pool.take(),
@@ -264,6 +265,7 @@ impl ProxyCore {
             .is_some_and(|t| t.eq_ignore_ascii_case(b"tcp"));
         let large = msg.as_bytes().len() + 160 > UDP_LIMIT;
         Some(RoutePlan {
+            udp_fallback: large && !tcp_param,
             protocol: if tcp_param || large {
                 Protocol::Tcp
             } else {
@@ -362,6 +364,8 @@ impl ProxyCore {
 #[derive(Debug)]
 pub(super) struct RoutePlan {
     protocol: Protocol,
+    /// TCP was chosen only for size: if TCP fails, UDP is tried (RFC 3261 §18.1.1).
+    udp_fallback: bool,
     target: SocketAddr,
     pop_route: bool,
     restore_from_last_route: bool,

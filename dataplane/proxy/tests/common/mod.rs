@@ -38,6 +38,8 @@ pub struct Sent {
     pub bytes: Vec<u8>,
     /// Whether the core tied the datagram to a client transaction (for send errors).
     pub client: bool,
+    /// That transaction, to report a send error for it.
+    pub client_id: Option<txn::TxnId>,
     /// Time since the harness started when it was sent.
     pub at: Duration,
 }
@@ -200,6 +202,7 @@ impl Harness {
                 to: t.to,
                 bytes: bytes.to_vec(),
                 client: t.client.is_some(),
+                client_id: t.client,
                 at,
             })
             .collect();
@@ -210,6 +213,11 @@ impl Harness {
     /// Feeds one datagram from `from` and returns what the proxy sent in reply.
     pub fn send(&mut self, from: &str, bytes: &[u8]) -> Vec<Sent> {
         self.core.on_datagram(self.now, addr(from), bytes);
+        self.drain()
+    }
+
+    /// What the core has queued since the last drain (after a direct call on `core`).
+    pub fn drain_now(&mut self) -> Vec<Sent> {
         self.drain()
     }
 
