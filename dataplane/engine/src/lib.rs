@@ -48,12 +48,12 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// Defaults for one host: every online CPU, 128 Ki transactions per core.
+    /// Defaults for one host: every online CPU, 256 Ki transactions per core.
     pub fn new(listen: SocketAddr, cores: Vec<usize>) -> Self {
         Self {
             listen,
             cores,
-            max_transactions: 128 * 1024,
+            max_transactions: 256 * 1024,
             socket_buffer: 8 * 1024 * 1024,
             timers: TimerConfig::default(),
             timer_c: Duration::from_secs(180),
@@ -101,15 +101,10 @@ impl Engine {
             return Err(EngineError::NoCores);
         }
         let registry = metrics::Registry::new(config.cores.len());
-        let metrics = match config.metrics {
-            Some(addr) => Some(
-                metrics::serve(addr, registry.clone())
-                    .map_err(|source| EngineError::Bind { addr, source })?,
-            ),
-            None => None,
-        };
         let cores = u16::try_from(config.cores.len()).map_err(|_| EngineError::NoCores)?;
-        let mut handles = Vec::with_capacity(config.cores.len());
+        // Every socket is bound before anything answers, so a client that sees /metrics
+        // up can send SIP at once: datagrams wait in the socket until the core starts.
+        let mut bound = Vec::with_capacity(config.cores.len());
         for (index, &cpu) in config.cores.iter().enumerate() {
             let proxy = ProxyConfig {
                 listen: config.listen,
@@ -126,6 +121,17 @@ impl Engine {
                     source,
                 }
             })?;
+            bound.push((index, cpu, proxy, sockets));
+        }
+        let metrics = match config.metrics {
+            Some(addr) => Some(
+                metrics::serve(addr, registry.clone())
+                    .map_err(|source| EngineError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let mut handles = Vec::with_capacity(bound.len());
+        for (index, cpu, proxy, sockets) in bound {
             let registry = registry.clone();
             let mut builder =
                 LocalExecutorBuilder::new(Placement::Fixed(cpu)).name(&format!("ww-core{cpu}"));

@@ -8,7 +8,6 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_lite::future;
 use glommio::net::{TcpListener, UdpSocket as GlommioUdp};
 use glommio::timer::Timer;
 use proxy::{Protocol, ProxyConfig, ProxyCore, Socket};
@@ -20,8 +19,8 @@ use crate::udp::{self, RecvBatch, SendBatch};
 
 /// How often a core publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
-/// The longest a core sleeps with nothing to do, so timers and publishing stay timely.
-const MAX_IDLE: Duration = Duration::from_millis(10);
+/// How often a core runs its due transaction timers (the wheel's tick).
+const TICK: Duration = Duration::from_millis(10);
 
 /// Sockets made before the executor starts, so a bind error stops start-up cleanly.
 pub(crate) struct ShardSockets {
@@ -114,42 +113,54 @@ impl Shard {
     }
 }
 
-/// Runs one core until the process ends.
+/// Runs one core until the process ends: a task per UDP socket, a timer task, and the TCP
+/// accept loop with a task pair per connection, all sharing the core's state.
 pub(crate) async fn run(
     index: usize,
     config: ProxyConfig,
     sockets: ShardSockets,
     registry: Registry,
 ) {
-    // glommio only waits for readability; datagrams move through our batched syscalls.
-    let shared_wait = waiter(&sockets.shared);
-    let own_wait = waiter(&sockets.own);
+    let ShardSockets {
+        shared,
+        own,
+        listener,
+    } = sockets;
     // SAFETY: the listener's descriptor is handed over to glommio, which now owns it.
     #[allow(unsafe_code)]
-    let listener = unsafe { TcpListener::from_raw_fd(sockets.listener.into_raw_fd()) };
+    let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let shard = Rc::new(RefCell::new(Shard {
         core: ProxyCore::new(config, Instant::now()),
         connections: Connections::default(),
         tcp_framing_errors: 0,
         to_shared: SendBatch::new(),
         to_own: SendBatch::new(),
-        shared_fd: sockets.shared.as_raw_fd(),
-        own_fd: sockets.own.as_raw_fd(),
+        shared_fd: shared.as_raw_fd(),
+        own_fd: own.as_raw_fd(),
         send_errors: 0,
         tcp_out: Vec::new(),
     }));
     glommio::spawn_local(tcp::accept_loop(listener, Rc::clone(&shard))).detach();
+    glommio::spawn_local(receive_loop(own, Rc::clone(&shard))).detach();
+    glommio::spawn_local(timer_loop(index, registry, Rc::clone(&shard))).detach();
+    receive_loop(shared, shard).await;
+}
+
+/// Drains one UDP socket in batches; when it is empty, waits for readability through
+/// glommio (one pending operation, never cancelled) and drains again.
+async fn receive_loop(socket: RawSocket, shard: Rc<RefCell<Shard>>) {
+    let wait = waiter(&socket);
     let mut batch = RecvBatch::new();
-    let mut snapshot = CoreSnapshot::default();
-    let mut last_publish = Instant::now();
-    let mut peek_shared = [0u8; 1];
-    let mut peek_own = [0u8; 1];
+    let mut peek = [0u8; 1];
     loop {
-        let mut received = 0;
-        for socket in [&sockets.shared, &sockets.own] {
-            received += batch.recv(socket).unwrap_or(0);
-            let now = Instant::now();
-            let wall = SystemTime::now();
+        let received = batch.recv(&socket).unwrap_or(0);
+        if received == 0 {
+            let _ = wait.peek_from(&mut peek).await;
+            continue;
+        }
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        {
             let mut s = shard.borrow_mut();
             for (from, stamp, datagram) in batch.datagrams() {
                 // The kernel's arrival stamp is wall-clock time; carry the wait over to the
@@ -162,6 +173,23 @@ pub(crate) async fn run(
                     .on_message(now, arrived, from, Protocol::Udp, datagram);
             }
         }
+        Shard::route(&shard);
+        if received < udp::BATCH {
+            // The socket was drained a moment ago: go straight to the wait (glommio tries a
+            // non-blocking peek first, then parks on io_uring).
+            let _ = wait.peek_from(&mut peek).await;
+        } else {
+            glommio::yield_if_needed().await;
+        }
+    }
+}
+
+/// Runs due transaction timers every tick and publishes the core's counters.
+async fn timer_loop(index: usize, registry: Registry, shard: Rc<RefCell<Shard>>) {
+    let mut snapshot = CoreSnapshot::default();
+    let mut last_publish = Instant::now();
+    loop {
+        Timer::new(TICK).await;
         let now = Instant::now();
         {
             let mut s = shard.borrow_mut();
@@ -182,23 +210,6 @@ pub(crate) async fn run(
             snapshot.tcp_framing_errors = s.tcp_framing_errors;
             registry.publish(index, &snapshot);
             last_publish = now;
-        }
-        if received == 0 {
-            let idle = shard.borrow().core.next_timer().map_or(MAX_IDLE, |at| {
-                at.saturating_duration_since(now).min(MAX_IDLE)
-            });
-            let shared_ready = async {
-                let _ = shared_wait.peek_from(&mut peek_shared).await;
-            };
-            let own_ready = async {
-                let _ = own_wait.peek_from(&mut peek_own).await;
-            };
-            let timeout = async {
-                Timer::new(idle).await;
-            };
-            future::or(shared_ready, future::or(own_ready, timeout)).await;
-        } else {
-            glommio::yield_if_needed().await;
         }
     }
 }

@@ -119,10 +119,8 @@ async fn connect_then_run(
     queue: local_channel::LocalReceiver<Outgoing>,
     shard: Rc<RefCell<Shard>>,
 ) {
-    let connected = glommio::timer::timeout(CONNECT_TIMEOUT, async {
-        TcpStream::connect(peer).await
-    })
-    .await;
+    let connected =
+        glommio::timer::timeout(CONNECT_TIMEOUT, async { TcpStream::connect(peer).await }).await;
     match connected {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
