@@ -2,203 +2,21 @@
 //! through it complete with no failure and no unexpected message, and the proxy's metrics
 //! agree with what SIPp sent.
 
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-/// Kills a child process when the test ends, whatever happens.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn scenarios() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp-scenarios")
-}
-
-/// A loopback UDP port with `extra` free ports above it (the proxy's per-core ports).
-fn free_udp_ports(extra: u16) -> u16 {
-    for _ in 0..200 {
-        let probe = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let base = probe.local_addr().expect("addr").port();
-        if base > 60_000 {
-            continue;
-        }
-        let held: Vec<_> = (1..=extra)
-            .map_while(|i| UdpSocket::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if held.len() == usize::from(extra) {
-            return base;
-        }
-    }
-    panic!("no free run of UDP ports on loopback");
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-fn sipp() -> Command {
-    let mut cmd = Command::new("sipp");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// Starts the proxy on one core and waits until its metrics endpoint answers.
-fn start_proxy() -> (Running, SocketAddr, SocketAddr) {
-    let port = free_udp_ports(1);
-    let listen: SocketAddr = ([127, 0, 0, 1], port).into();
-    let metrics: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
-    let child = Command::new(env!("CARGO_BIN_EXE_whitewater"))
-        .args(["sprout", "--listen", &listen.to_string(), "--cores", "0"])
-        .args(["--metrics", &metrics.to_string()])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start whitewater");
-    let proxy = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(metrics).is_err() {
-        assert!(Instant::now() < deadline, "whitewater did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (proxy, listen, metrics)
-}
-
-fn scrape(metrics: SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut stream = TcpStream::connect(metrics).expect("connect metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("request");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).expect("response");
-    body
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
-}
-
-/// Runs `calls` calls UAC → proxy → UAS with the scenarios users run, and returns SIPp's
-/// final statistics line of the UAC.
-fn calls_through(listen: SocketAddr, calls: u32, rate: u32, extra: &[&str]) -> String {
-    let dir = tempdir();
-    let uas_port = free_udp_ports(0);
-    let uas = Running(
-        sipp()
-            .current_dir(&dir)
-            .args([
-                "-sf",
-                scenarios().join("proxy-uas.xml").to_str().expect("utf-8"),
-            ])
-            .args(["-i", "127.0.0.1", "-p", &uas_port.to_string(), "-nostdin"])
-            .spawn()
-            .expect("start sipp uas (Debian package sip-tester)"),
-    );
-    let uac_port = free_udp_ports(0);
-    let out = sipp()
-        .current_dir(&dir)
-        .arg(listen.to_string())
-        .args([
-            "-sf",
-            scenarios().join("proxy-uac.xml").to_str().expect("utf-8"),
-        ])
-        .args(["-i", "127.0.0.1", "-p", &uac_port.to_string()])
-        .args([
-            "-key",
-            "uas_host",
-            "127.0.0.1",
-            "-key",
-            "uas_port",
-            &uas_port.to_string(),
-        ])
-        .args([
-            "-m",
-            &calls.to_string(),
-            "-r",
-            &rate.to_string(),
-            "-d",
-            "10",
-        ])
-        .args([
-            "-trace_stat",
-            "-stf",
-            "uac.csv",
-            "-fd",
-            "1",
-            "-timeout",
-            "120",
-            "-timeout_error",
-        ])
-        .args(extra)
-        .output()
-        .expect("run sipp uac");
-    drop(uas);
-    let stats = std::fs::read_to_string(dir.join("uac.csv")).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "sipp uac failed ({:?}): {}\n{stats}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    stats
-}
-
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ww-sipp-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ u128::from(free_tcp_port())
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// SIPp's CSV: header row, then one row per period; the last is cumulative.
-fn column(stats: &str, name: &str) -> u64 {
-    let mut lines = stats.lines();
-    let header: Vec<&str> = lines.next().expect("header").split(';').collect();
-    let last: Vec<&str> = lines.last().expect("a row").split(';').collect();
-    let at = header
-        .iter()
-        .position(|h| *h == name)
-        .unwrap_or_else(|| panic!("no {name}"));
-    last[at]
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} = {}", last[at]))
-}
+use common::{Calls, calls_through, column, metric, scrape_until, start_proxy};
 
 #[test]
 fn two_thousand_calls_over_udp_complete_without_failure() {
-    let (_proxy, listen, metrics) = start_proxy();
-    let stats = calls_through(listen, 2000, 200, &[]);
+    let proxy = start_proxy();
+    let stats = calls_through(proxy.listen, &Calls::plain(2000, 200)).uac;
     assert_eq!(column(&stats, "SuccessfulCall(C)"), 2000);
     assert_eq!(column(&stats, "FailedCall(C)"), 0);
     assert_eq!(column(&stats, "Retransmissions(C)"), 0);
     // Cores publish their counters a few times a second: wait for the last call to show.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut text = scrape(metrics);
-    while metric(&text, "ww_sip_requests_in_total{method=\"BYE\"}") < 2000 {
-        assert!(
-            Instant::now() < deadline,
-            "metrics never caught up:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-        text = scrape(metrics);
-    }
+    let text = scrape_until(proxy.metrics, "2000 BYEs", |t| {
+        metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 2000
+    });
     // INVITE and BYE each make a transaction; ACK for 2xx is forwarded statelessly.
     assert_eq!(
         metric(&text, "ww_sip_requests_in_total{method=\"INVITE\"}"),
@@ -214,9 +32,97 @@ fn two_thousand_calls_over_udp_complete_without_failure() {
 
 #[test]
 fn calls_complete_through_retransmissions_when_packets_are_lost() {
-    let (_proxy, listen, _metrics) = start_proxy();
+    let proxy = start_proxy();
     // SIPp drops 5 % of what it sends and receives; T1 retransmissions recover every call.
-    let stats = calls_through(listen, 100, 20, &["-lost", "5"]);
+    let run = Calls {
+        extra: &["-lost", "5"],
+        ..Calls::plain(100, 20)
+    };
+    let stats = calls_through(proxy.listen, &run).uac;
     assert_eq!(column(&stats, "SuccessfulCall(C)"), 100);
     assert_eq!(column(&stats, "FailedCall(C)"), 0);
+}
+
+/// No call of either side failed, met an unexpected message, or needed a retransmission
+/// (loopback loses nothing, so a retransmission means a message went missing in the proxy).
+fn assert_clean(side: &str, stats: &str, calls: u64) {
+    for (name, want) in [
+        ("SuccessfulCall(C)", calls),
+        ("FailedCall(C)", 0),
+        ("FailedUnexpectedMessage(C)", 0),
+        ("OutOfCallMsgs(C)", 0),
+        ("Retransmissions(C)", 0),
+    ] {
+        assert_eq!(column(stats, name), want, "{side} {name}:\n{stats}");
+    }
+}
+
+#[test]
+fn two_hundred_calls_cancelled_while_ringing() {
+    let proxy = start_proxy();
+    // INVITE → 100 (proxy) → 180 → CANCEL → 200 (proxy) → CANCEL downstream → 200 (UAS,
+    // absorbed) and 487 → 487 relayed → ACK absorbed, and the proxy's own ACK to the UAS.
+    let run = Calls {
+        uac: "proxy-uac-cancel.xml",
+        uas: "proxy-uas-cancel.xml",
+        uas_stats: true,
+        ..Calls::plain(200, 100)
+    };
+    let stats = calls_through(proxy.listen, &run);
+    assert_clean("uac", &stats.uac, 200);
+    assert_clean("uas", &stats.uas, 200);
+    // The UAC's ACK for the 487 is the last message of a call to reach the proxy.
+    let text = scrape_until(proxy.metrics, "200 ACKs received", |t| {
+        metric(t, "ww_sip_requests_in_total{method=\"ACK\"}") >= 200
+    });
+    let count = |name: &str| metric(&text, name);
+    assert_eq!(count("ww_sip_requests_in_total{method=\"INVITE\"}"), 200);
+    assert_eq!(count("ww_sip_requests_in_total{method=\"CANCEL\"}"), 200);
+    assert_eq!(count("ww_sip_requests_in_total{method=\"ACK\"}"), 200);
+    // Each CANCEL went on downstream once; each ACK for a 487 was generated here.
+    assert_eq!(count("ww_sip_requests_out_total{method=\"INVITE\"}"), 200);
+    assert_eq!(count("ww_sip_requests_out_total{method=\"CANCEL\"}"), 200);
+    assert_eq!(count("ww_sip_requests_out_total{method=\"ACK\"}"), 200);
+    // Upstream: 100 and the relayed 180 per call, the proxy's 200 to CANCEL, the 487.
+    assert_eq!(count("ww_sip_responses_out_total{class=\"1xx\"}"), 400);
+    assert_eq!(count("ww_sip_responses_out_total{class=\"2xx\"}"), 200);
+    assert_eq!(count("ww_sip_responses_out_total{class=\"4xx\"}"), 200);
+    // Downstream answered 180, 200 to the CANCEL (ends at the proxy) and 487.
+    assert_eq!(count("ww_sip_responses_in_total{class=\"1xx\"}"), 200);
+    assert_eq!(count("ww_sip_responses_in_total{class=\"2xx\"}"), 200);
+    assert_eq!(count("ww_sip_responses_in_total{class=\"4xx\"}"), 200);
+    // A CANCEL is matched to its INVITE's transaction, not given one of its own.
+    assert_eq!(count("ww_sip_transactions_total"), 200);
+    assert_eq!(count("ww_sip_parse_errors_total"), 0);
+    assert_eq!(count("ww_sip_timeouts_total"), 0);
+}
+
+#[test]
+fn a_180_after_the_200_does_not_disturb_the_call() {
+    let proxy = start_proxy();
+    // The UAS sends 200 then 180. The 2xx has moved both of the proxy's INVITE transactions
+    // to Accepted (RFC 6026), where a provisional response has nowhere to go: it is absorbed.
+    // The UAC would accept it anyway (optional="global").
+    let run = Calls {
+        uac: "proxy-uac-reordered.xml",
+        uas: "proxy-uas-reordered.xml",
+        uas_stats: true,
+        ..Calls::plain(200, 100)
+    };
+    let stats = calls_through(proxy.listen, &run);
+    assert_clean("uac", &stats.uac, 200);
+    assert_clean("uas", &stats.uas, 200);
+    // The 200 to BYE is the last message of a call through the proxy.
+    let text = scrape_until(proxy.metrics, "400 2xx relayed", |t| {
+        metric(t, "ww_sip_responses_out_total{class=\"2xx\"}") >= 400
+    });
+    let count = |name: &str| metric(&text, name);
+    assert_eq!(count("ww_sip_responses_in_total{class=\"1xx\"}"), 200);
+    assert_eq!(count("ww_sip_responses_in_total{class=\"2xx\"}"), 400);
+    // Upstream got the proxy's own 100 Trying per call and no 180.
+    assert_eq!(count("ww_sip_responses_out_total{class=\"1xx\"}"), 200);
+    assert_eq!(count("ww_sip_responses_out_total{class=\"2xx\"}"), 400);
+    assert_eq!(count("ww_sip_absorbed_total"), 200);
+    assert_eq!(count("ww_sip_transactions_total"), 400);
+    assert_eq!(count("ww_sip_parse_errors_total"), 0);
 }
