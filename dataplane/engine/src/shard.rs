@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures_lite::future;
 use glommio::net::{TcpListener, UdpSocket as GlommioUdp};
 use glommio::timer::Timer;
 use proxy::{Protocol, ProxyConfig, ProxyCore, Socket};
@@ -113,8 +114,13 @@ impl Shard {
     }
 }
 
-/// Runs one core until the process ends: a task per UDP socket, a timer task, and the TCP
-/// accept loop with a task pair per connection, all sharing the core's state.
+/// Runs one core until the process ends: one loop drains both UDP sockets in batches,
+/// runs due timers and publishes counters; the TCP accept loop and a task pair per
+/// connection run beside it on the same executor, sharing the core's state.
+///
+/// When the core has no TCP connection, the loop waits for its sockets with one poll(2)
+/// that also watches the TCP listener; glommio's waits (an io_uring submission and
+/// allocations per wait) are used only while TCP connections need the executor.
 pub(crate) async fn run(
     index: usize,
     config: ProxyConfig,
@@ -126,6 +132,7 @@ pub(crate) async fn run(
         own,
         listener,
     } = sockets;
+    let listener_fd = listener.as_raw_fd();
     // SAFETY: the listener's descriptor is handed over to glommio, which now owns it.
     #[allow(unsafe_code)]
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
@@ -141,76 +148,105 @@ pub(crate) async fn run(
         tcp_out: Vec::new(),
     }));
     glommio::spawn_local(tcp::accept_loop(listener, Rc::clone(&shard))).detach();
-    glommio::spawn_local(receive_loop(own, Rc::clone(&shard))).detach();
-    glommio::spawn_local(timer_loop(index, registry, Rc::clone(&shard))).detach();
-    receive_loop(shared, shard).await;
-}
-
-/// Drains one UDP socket in batches; when it is empty, waits for readability through
-/// glommio (one pending operation, never cancelled) and drains again.
-async fn receive_loop(socket: RawSocket, shard: Rc<RefCell<Shard>>) {
-    let wait = waiter(&socket);
+    let shared_wait = waiter(&shared);
+    let own_wait = waiter(&own);
     let mut batch = RecvBatch::new();
-    let mut peek = [0u8; 1];
+    let mut publisher = Publisher::new(index, registry);
+    let mut next_tick = Instant::now() + TICK;
+    let mut accept_pending = false;
     loop {
-        let received = batch.recv(&socket).unwrap_or(0);
-        if received == 0 {
-            let _ = wait.peek_from(&mut peek).await;
-            continue;
-        }
+        let received = drain(&shared, &mut batch, &shard) + drain(&own, &mut batch, &shard);
         let now = Instant::now();
-        let wall = SystemTime::now();
-        {
-            let mut s = shard.borrow_mut();
-            for (from, stamp, datagram) in batch.datagrams() {
-                // The kernel's arrival stamp is wall-clock time; carry the wait over to the
-                // monotonic clock the proxy runs on.
-                let waited = stamp
-                    .and_then(|t| wall.duration_since(t).ok())
-                    .unwrap_or_default();
-                let arrived = now.checked_sub(waited).unwrap_or(now);
-                s.core
-                    .on_message(now, arrived, from, Protocol::Udp, datagram);
-            }
+        if now >= next_tick {
+            shard.borrow_mut().core.on_timers(now);
+            publisher.maybe_publish(now, &shard.borrow());
+            next_tick = now + TICK;
         }
         Shard::route(&shard);
-        if received < udp::BATCH {
-            // The socket was drained a moment ago: go straight to the wait (glommio tries a
-            // non-blocking peek first, then parks on io_uring).
-            let _ = wait.peek_from(&mut peek).await;
-        } else {
+        if received > 0 {
             glommio::yield_if_needed().await;
+            continue;
+        }
+        let idle = next_tick.saturating_duration_since(now);
+        if accept_pending || shard.borrow().connections.len() > 0 {
+            // TCP tasks need the executor: wait through glommio so they run meanwhile.
+            accept_pending = false;
+            let mut peek_shared = [0u8; 1];
+            let mut peek_own = [0u8; 1];
+            let shared_ready = async {
+                let _ = shared_wait.peek_from(&mut peek_shared).await;
+            };
+            let own_ready = async {
+                let _ = own_wait.peek_from(&mut peek_own).await;
+            };
+            let tick = async {
+                Timer::new(idle).await;
+            };
+            future::or(shared_ready, future::or(own_ready, tick)).await;
+        } else if let Ok(udp::Readiness::Ready([_, _, true])) =
+            udp::wait_readable([shared.as_raw_fd(), own.as_raw_fd(), listener_fd], idle)
+        {
+            // A connection is waiting: let the accept loop take it.
+            accept_pending = true;
         }
     }
 }
 
-/// Runs due transaction timers every tick and publishes the core's counters.
-async fn timer_loop(index: usize, registry: Registry, shard: Rc<RefCell<Shard>>) {
-    let mut snapshot = CoreSnapshot::default();
-    let mut last_publish = Instant::now();
-    loop {
-        Timer::new(TICK).await;
-        let now = Instant::now();
-        {
-            let mut s = shard.borrow_mut();
-            if s.core.next_timer().is_some_and(|at| at <= now) {
-                s.core.on_timers(now);
-            }
+/// Receives one batch from `socket` and hands every datagram to the core.
+fn drain(socket: &RawSocket, batch: &mut RecvBatch, shard: &Rc<RefCell<Shard>>) -> usize {
+    let received = batch.recv(socket).unwrap_or(0);
+    if received == 0 {
+        return 0;
+    }
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let mut s = shard.borrow_mut();
+    for (from, stamp, datagram) in batch.datagrams() {
+        // The kernel's arrival stamp is wall-clock time; carry the wait over to the
+        // monotonic clock the proxy runs on.
+        let waited = stamp
+            .and_then(|t| wall.duration_since(t).ok())
+            .unwrap_or_default();
+        let arrived = now.checked_sub(waited).unwrap_or(now);
+        s.core
+            .on_message(now, arrived, from, Protocol::Udp, datagram);
+    }
+    received
+}
+
+/// Publishes a core's counters into its metrics slot a few times a second.
+struct Publisher {
+    index: usize,
+    registry: Registry,
+    snapshot: CoreSnapshot,
+    last: Instant,
+}
+
+impl Publisher {
+    fn new(index: usize, registry: Registry) -> Self {
+        Self {
+            index,
+            registry,
+            snapshot: CoreSnapshot::default(),
+            last: Instant::now(),
         }
-        Shard::route(&shard);
-        if now.duration_since(last_publish) >= PUBLISH_EVERY {
-            let s = shard.borrow();
-            snapshot.stats.clone_from(s.core.stats());
-            snapshot.active_transactions = s.core.active_transactions();
-            snapshot.latency.reset();
-            snapshot.latency.add(s.core.latency());
-            snapshot.admission_rate = s.core.load_monitor().rate();
-            snapshot.send_errors = s.send_errors;
-            snapshot.tcp_connections = s.connections.len();
-            snapshot.tcp_framing_errors = s.tcp_framing_errors;
-            registry.publish(index, &snapshot);
-            last_publish = now;
+    }
+
+    fn maybe_publish(&mut self, now: Instant, s: &Shard) {
+        if now.duration_since(self.last) < PUBLISH_EVERY {
+            return;
         }
+        let snapshot = &mut self.snapshot;
+        snapshot.stats.clone_from(s.core.stats());
+        snapshot.active_transactions = s.core.active_transactions();
+        snapshot.latency.reset();
+        snapshot.latency.add(s.core.latency());
+        snapshot.admission_rate = s.core.load_monitor().rate();
+        snapshot.send_errors = s.send_errors;
+        snapshot.tcp_connections = s.connections.len();
+        snapshot.tcp_framing_errors = s.tcp_framing_errors;
+        self.registry.publish(self.index, snapshot);
+        self.last = now;
     }
 }
 

@@ -183,6 +183,8 @@ pub struct ProxyCore {
     pool: BufferPool,
     out: Vec<u8>,
     scratch: Vec<u8>,
+    /// A second scratch buffer, for responses rewritten from a scratch copy.
+    scratch_response: Vec<u8>,
     transmits: Vec<Transmit>,
     due: Vec<(TxnId, Instant)>,
     /// The transport of the message being handled: locally generated answers use it.
@@ -234,6 +236,7 @@ impl ProxyCore {
             pool: BufferPool::new(POOL_SIZE),
             out: Vec::with_capacity(64 * 1024),
             scratch: Vec::with_capacity(8 * 1024),
+            scratch_response: Vec::with_capacity(8 * 1024),
             transmits: Vec::with_capacity(256),
             due: Vec::with_capacity(256),
             arrived_over: Protocol::Udp,

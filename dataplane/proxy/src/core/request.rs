@@ -182,7 +182,7 @@ impl ProxyCore {
             udp_fallback: plan.udp_fallback,
             branch: Branch::new(),
             request: self.pool.take(),
-            response: self.pool.take(),
+            response: Vec::new(),
             cancel: None,
             cancel_request: Vec::new(),
             cancel_pending: false,

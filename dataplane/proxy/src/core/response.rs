@@ -10,6 +10,21 @@ use txn::{Action, Actions, Kind, ServerState, TxnId};
 use super::*;
 
 impl ProxyCore {
+    /// Keeps `response` as the server transaction's latest response, in a pooled buffer
+    /// of its size class: a non-INVITE's final response is held for 32 s (Timer J), so a
+    /// 400-byte 200 OK should not pin a 2 KiB buffer.
+    fn keep_response(&mut self, id: TxnId, response: &[u8]) {
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        let old = std::mem::take(&mut ctx.response);
+        self.pool.give(old);
+        let fresh = self.pool.copy_of(response);
+        if let Some(ctx) = self.table.get_mut(id) {
+            ctx.response = fresh;
+        }
+    }
+
     /// A response generated here for the server transaction `id` (100 Trying, 408, 503).
     pub(super) fn send_response_upstream(
         &mut self,
@@ -26,12 +41,17 @@ impl ProxyCore {
         let Ok(actions) = ctx.server.send_response(status, now) else {
             return;
         };
-        ctx.response.clear();
         let tag: &[u8] = if untagged { b"" } else { &tag };
-        if build::response(request, status, tag, &[], &mut ctx.response).is_err() {
-            return;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let built = build::response(request, status, tag, &[], &mut scratch).is_ok();
+        if built {
+            self.keep_response(id, &scratch);
         }
-        self.apply_server(now, id, actions);
+        self.scratch = scratch;
+        if built {
+            self.apply_server(now, id, actions);
+        }
     }
 
     /// A response generated here from the request we forwarded (the original is gone):
@@ -46,18 +66,26 @@ impl ProxyCore {
             let tag = route::local_tag(&forwarded);
             build::response(&forwarded, status, &tag, &[], &mut scratch).ok()
         });
-        let stripped = built.and_then(|_| {
+        let mut stripped = std::mem::take(&mut self.scratch_response);
+        stripped.clear();
+        let written = built.and_then(|_| {
             let response = Message::parse(&scratch).ok()?;
-            ctx.response.clear();
             Editor::new(&response)
                 .remove_top_via()
-                .and_then(|e| e.write(&mut ctx.response))
+                .and_then(|e| e.write(&mut stripped))
                 .ok()
         });
+        if written.is_some() {
+            self.keep_response(id, &stripped);
+        }
         self.scratch = scratch;
-        if stripped.is_none() {
+        self.scratch_response = stripped;
+        if written.is_none() {
             return;
         }
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
         if let Ok(actions) = ctx.server.send_response(status, now) {
             self.apply_server(now, id, actions);
         }
@@ -150,14 +178,15 @@ impl ProxyCore {
             ctx.provisional_sent = true;
             self.latency.record_provisional(waited);
         }
-        if ctx.response.capacity() == 0 {
-            // Released to the pool after the first 2xx; a 2xx retransmission needs one again.
-            ctx.response = self.pool.take();
-        }
-        ctx.response.clear();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
         let written = Editor::new(msg)
             .remove_top_via()
-            .and_then(|e| e.write(&mut ctx.response));
+            .and_then(|e| e.write(&mut scratch));
+        if written.is_ok() {
+            self.keep_response(id, &scratch);
+        }
+        self.scratch = scratch;
         if written.is_err() {
             self.stats.parse_errors += 1;
             return;
