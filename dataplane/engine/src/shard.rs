@@ -154,8 +154,16 @@ pub(crate) async fn run(
     let mut publisher = Publisher::new(index, registry);
     let mut next_tick = Instant::now() + TICK;
     let mut accept_pending = false;
+    // Which sockets to read: both after a glommio wait, those poll(2) flagged after a poll,
+    // and those whose last batch came back full.
+    let mut ready = [true, true];
     loop {
-        let received = drain(&shared, &mut batch, &shard) + drain(&own, &mut batch, &shard);
+        let mut full = [false, false];
+        for (i, socket) in [&shared, &own].into_iter().enumerate() {
+            if ready[i] {
+                full[i] = drain(socket, &mut batch, &shard) == udp::BATCH;
+            }
+        }
         let now = Instant::now();
         if now >= next_tick {
             shard.borrow_mut().core.on_timers(now);
@@ -163,7 +171,8 @@ pub(crate) async fn run(
             next_tick = now + TICK;
         }
         Shard::route(&shard);
-        if received > 0 {
+        if full.contains(&true) {
+            ready = full;
             glommio::yield_if_needed().await;
             continue;
         }
@@ -183,11 +192,17 @@ pub(crate) async fn run(
                 Timer::new(idle).await;
             };
             future::or(shared_ready, future::or(own_ready, tick)).await;
-        } else if let Ok(udp::Readiness::Ready([_, _, true])) =
-            udp::wait_readable([shared.as_raw_fd(), own.as_raw_fd(), listener_fd], idle)
-        {
-            // A connection is waiting: let the accept loop take it.
-            accept_pending = true;
+            ready = [true, true];
+        } else {
+            match udp::wait_readable([shared.as_raw_fd(), own.as_raw_fd(), listener_fd], idle) {
+                Ok(udp::Readiness::Ready([a, b, listener])) => {
+                    ready = [a, b];
+                    // A connection is waiting: the accept loop takes it during the next wait.
+                    accept_pending = listener;
+                }
+                Ok(udp::Readiness::TimedOut) => ready = [false, false],
+                Err(_) => ready = [true, true],
+            }
         }
     }
 }
