@@ -31,6 +31,28 @@ fn two_thousand_calls_over_udp_complete_without_failure() {
 }
 
 #[test]
+fn two_thousand_calls_over_tcp_complete_without_failure() {
+    let proxy = start_proxy();
+    // One connection from the UAC and one the proxy opens to the UAS (the UAC's Request-URI
+    // says transport=TCP); responses and in-dialog requests reuse them.
+    let run = Calls {
+        extra: &["-t", "t1"],
+        uas_extra: &["-t", "t1"],
+        uas_stats: true,
+        ..Calls::plain(2000, 200)
+    };
+    let stats = calls_through(proxy.listen, &run);
+    assert_clean("uac", &stats.uac, 2000);
+    assert_clean("uas", &stats.uas, 2000);
+    let text = scrape_until(proxy.metrics, "2,000 BYEs", |t| {
+        metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 2000
+    });
+    assert_eq!(metric(&text, "ww_sip_transactions_total"), 4000);
+    assert_eq!(metric(&text, "ww_sip_retransmissions_total"), 0);
+    assert_eq!(metric(&text, "ww_tcp_framing_errors_total"), 0);
+}
+
+#[test]
 fn calls_complete_through_retransmissions_when_packets_are_lost() {
     let proxy = start_proxy();
     // SIPp drops 5 % of what it sends and receives; T1 retransmissions recover every call.

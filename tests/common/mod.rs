@@ -169,6 +169,8 @@ pub(crate) struct Calls<'a> {
     pub(crate) rate: u32,
     /// More UAC options.
     pub(crate) extra: &'a [&'a str],
+    /// More UAS options.
+    pub(crate) uas_extra: &'a [&'a str],
     /// Run the UAS with `-m calls` and wait for it to finish on its own, so that its final
     /// statistics are read too (a killed SIPp writes no last row).
     pub(crate) uas_stats: bool,
@@ -183,6 +185,7 @@ impl Calls<'_> {
             calls,
             rate,
             extra: &[],
+            uas_extra: &[],
             uas_stats: false,
         }
     }
@@ -204,7 +207,8 @@ pub(crate) fn calls_through(listen: SocketAddr, run: &Calls<'_>) -> CallStats {
     uas_cmd
         .current_dir(&dir)
         .args(["-sf", scenarios().join(run.uas).to_str().expect("utf-8")])
-        .args(["-i", "127.0.0.1", "-p", &uas_port.to_string(), "-nostdin"]);
+        .args(["-i", "127.0.0.1", "-p", &uas_port.to_string(), "-nostdin"])
+        .args(run.uas_extra);
     if run.uas_stats {
         uas_cmd.args(["-m", &run.calls.to_string()]).args([
             "-trace_stat",

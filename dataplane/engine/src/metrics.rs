@@ -155,6 +155,11 @@ impl Registry {
                 "datagrams the kernel refused",
                 t.send_errors,
             ),
+            (
+                "ww_tcp_framing_errors_total",
+                "TCP streams closed for a framing error",
+                t.tcp_framing_errors,
+            ),
         ] {
             let _ = writeln!(
                 out,
