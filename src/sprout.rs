@@ -21,7 +21,7 @@ pub(crate) struct SproutArgs {
     #[arg(long, default_value = "127.0.0.1:9060", env = "WW_METRICS")]
     metrics: SocketAddr,
     /// Transactions per core before new requests are answered 503.
-    #[arg(long, default_value_t = 256 * 1024, env = "WW_MAX_TRANSACTIONS")]
+    #[arg(long, default_value_t = 1024 * 1024, env = "WW_MAX_TRANSACTIONS")]
     max_transactions: usize,
     /// SO_RCVBUF/SO_SNDBUF per socket, bytes (capped by net.core.rmem_max/wmem_max).
     #[arg(long, default_value_t = 8 * 1024 * 1024, env = "WW_SOCKET_BUFFER")]

@@ -48,12 +48,12 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// Defaults for one host: every online CPU, 256 Ki transactions per core.
+    /// Defaults for one host: every online CPU, 1 Mi transactions per core.
     pub fn new(listen: SocketAddr, cores: Vec<usize>) -> Self {
         Self {
             listen,
             cores,
-            max_transactions: 256 * 1024,
+            max_transactions: 1024 * 1024,
             socket_buffer: 8 * 1024 * 1024,
             timers: TimerConfig::default(),
             timer_c: Duration::from_secs(180),
