@@ -114,3 +114,21 @@ fn a_large_request_whose_tcp_connection_fails_is_retried_over_udp() {
             .any(|s| s.protocol == Protocol::Udp && s.status().is_none())
     );
 }
+
+#[test]
+fn a_transport_error_on_the_next_hop_is_answered_503() {
+    let mut h = Harness::new();
+    let sent = h.send(UAC, &Request::invite().build());
+    let out = forwarded(&sent);
+    assert_eq!(out.protocol, Protocol::Udp);
+    h.core
+        .on_send_error(h.now, out.client_id.expect("names its transaction"));
+    let answer = one(h.drain_now());
+    assert_upstream_response(&answer, 503);
+    assert!(answer.to_tag().is_some());
+    // The INVITE server transaction now waits for the ACK of its 503.
+    let ack = Request::new("ACK", "sip:bob@127.0.0.1:6000")
+        .cseq(1)
+        .in_dialog(&answer.to_tag().expect("tagged"));
+    none(&h.send(UAC, &ack.build()));
+}
