@@ -31,7 +31,7 @@ fn write_hop_request(
         to.or_else(|| request.header(HeaderName::To).map(|h| h.value()))?,
     );
     out.extend_from_slice(b"CSeq: ");
-    write_u32(out, seq);
+    sip::write_decimal(out, seq);
     out.push(b' ');
     out.extend_from_slice(method);
     out.extend_from_slice(b"\r\n");
@@ -47,21 +47,6 @@ fn line(out: &mut Vec<u8>, name: HeaderName, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-fn write_u32(out: &mut Vec<u8>, n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// The ACK for a non-2xx final `response` to the INVITE `request` we sent.
@@ -104,7 +89,7 @@ pub(crate) fn salvaged_response(request: &[u8], status: u16, out: &mut Vec<u8>) 
     let head_end = memchr_crlfcrlf(request).unwrap_or(request.len());
     let mut lines = request[..head_end].split(|&c| c == b'\n').skip(1);
     out.extend_from_slice(b"SIP/2.0 ");
-    write_u32(out, u32::from(status));
+    sip::write_decimal(out, u32::from(status));
     out.push(b' ');
     out.extend_from_slice(reason(status));
     out.extend_from_slice(b"\r\n");

@@ -428,7 +428,7 @@ fn write_content(out: &mut Vec<u8>, content: Content<'_>) {
 }
 
 /// Appends `n` in decimal without going through `fmt` (which is slow and may allocate).
-pub(crate) fn write_decimal(out: &mut Vec<u8>, mut n: u32) {
+pub fn write_decimal(out: &mut Vec<u8>, mut n: u32) {
     let mut digits = [0u8; 10];
     let mut i = digits.len();
     loop {

@@ -52,7 +52,7 @@ mod verdict;
 mod via;
 
 pub use auth::Auth;
-pub use edit::{DEFAULT_MAX_FORWARDS, EditError, Editor, MAX_EDITS, ViaSpec};
+pub use edit::{DEFAULT_MAX_FORWARDS, EditError, Editor, MAX_EDITS, ViaSpec, write_decimal};
 pub use error::ParseError;
 pub use framing::{DEFAULT_MAX_MESSAGE, Deframed, Deframer, Frame};
 pub use header_name::HeaderName;
