@@ -90,27 +90,18 @@ pub(crate) fn send(
     message: Outgoing,
 ) -> Option<TxnId> {
     let client = message.1;
+    let connected = shard.borrow().connections.by_peer.contains_key(&peer);
+    if !connected {
+        let (id, queue) = register(shard, peer);
+        glommio::spawn_local(connect_then_run(peer, id, queue, Rc::clone(shard))).detach();
+    }
     let queued = shard
         .borrow()
         .connections
         .by_peer
         .get(&peer)
-        .map(|c| c.queue.try_send(message.clone()).is_ok());
-    match queued {
-        Some(true) => None,
-        Some(false) => client,
-        None => {
-            let (id, queue) = register(shard, peer);
-            let queued = shard
-                .borrow()
-                .connections
-                .by_peer
-                .get(&peer)
-                .is_some_and(|c| c.queue.try_send(message).is_ok());
-            glommio::spawn_local(connect_then_run(peer, id, queue, Rc::clone(shard))).detach();
-            if queued { None } else { client }
-        }
-    }
+        .is_some_and(|c| c.queue.try_send(message).is_ok());
+    if queued { None } else { client }
 }
 
 async fn connect_then_run(
