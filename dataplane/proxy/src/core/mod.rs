@@ -170,6 +170,34 @@ const SUPPORTED: &[&[u8]] = &[];
 /// Pooled buffers kept per core.
 const POOL_SIZE: usize = 4096;
 
+/// What a core has to send, its bytes in one buffer. A field of its own so that a
+/// transaction's buffer can be queued while the transaction table is borrowed.
+#[derive(Debug)]
+struct Outbox {
+    bytes: Vec<u8>,
+    transmits: Vec<Transmit>,
+}
+
+impl Outbox {
+    fn push(
+        &mut self,
+        (protocol, socket): (Protocol, Socket),
+        to: SocketAddr,
+        bytes: &[u8],
+        client: Option<TxnId>,
+    ) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        self.transmits.push(Transmit {
+            protocol,
+            socket,
+            to,
+            range: start..self.bytes.len(),
+            client,
+        });
+    }
+}
+
 /// One core's transaction-stateful proxy.
 #[derive(Debug)]
 pub struct ProxyCore {
@@ -181,11 +209,10 @@ pub struct ProxyCore {
     table: TransactionTable<Context>,
     wheel: TimerWheel<(TxnId, Instant)>,
     pool: BufferPool,
-    out: Vec<u8>,
+    outbox: Outbox,
     scratch: Vec<u8>,
     /// A second scratch buffer, for responses rewritten from a scratch copy.
     scratch_response: Vec<u8>,
-    transmits: Vec<Transmit>,
     due: Vec<(TxnId, Instant)>,
     /// The transport of the message being handled: locally generated answers use it.
     arrived_over: Protocol,
@@ -234,10 +261,12 @@ impl ProxyCore {
             table: TransactionTable::with_limit(config.max_transactions),
             wheel: TimerWheel::new(now, Duration::from_millis(10), 4096),
             pool: BufferPool::new(POOL_SIZE),
-            out: Vec::with_capacity(64 * 1024),
+            outbox: Outbox {
+                bytes: Vec::with_capacity(64 * 1024),
+                transmits: Vec::with_capacity(256),
+            },
             scratch: Vec::with_capacity(8 * 1024),
             scratch_response: Vec::with_capacity(8 * 1024),
-            transmits: Vec::with_capacity(256),
             due: Vec::with_capacity(256),
             arrived_over: Protocol::Udp,
             stats: Stats::default(),
@@ -269,38 +298,21 @@ impl ProxyCore {
 
     /// The datagrams to send, in order, with their bytes.
     pub fn transmits(&self) -> impl Iterator<Item = (&Transmit, &[u8])> {
-        self.transmits
+        self.outbox
+            .transmits
             .iter()
-            .map(|t| (t, &self.out[t.range.clone()]))
+            .map(|t| (t, &self.outbox.bytes[t.range.clone()]))
     }
 
     /// Forgets the datagrams returned by [`transmits`](Self::transmits) once sent.
     pub fn clear_transmits(&mut self) {
-        self.transmits.clear();
-        self.out.clear();
+        self.outbox.transmits.clear();
+        self.outbox.bytes.clear();
     }
 
     /// When [`on_timers`](Self::on_timers) must next run.
     pub fn next_timer(&self) -> Option<Instant> {
         self.wheel.next_expiry()
-    }
-
-    fn queue(
-        &mut self,
-        (protocol, socket): (Protocol, Socket),
-        to: SocketAddr,
-        bytes: &[u8],
-        client: Option<TxnId>,
-    ) {
-        let start = self.out.len();
-        self.out.extend_from_slice(bytes);
-        self.transmits.push(Transmit {
-            protocol,
-            socket,
-            to,
-            range: start..self.out.len(),
-            client,
-        });
     }
 
     fn count_request_out(&mut self, method: Method<'_>) {
@@ -362,7 +374,8 @@ impl ProxyCore {
         scratch.clear();
         if build::salvaged_response(datagram, status, &mut scratch).is_some() {
             self.stats.responses_out[class_index(status)] += 1;
-            self.queue((self.arrived_over, Socket::Shared), from, &scratch, None);
+            self.outbox
+                .push((self.arrived_over, Socket::Shared), from, &scratch, None);
         }
         self.scratch = scratch;
     }
@@ -387,7 +400,7 @@ impl ProxyCore {
         };
         if built {
             self.stats.responses_out[class_index(status)] += 1;
-            self.queue(
+            self.outbox.push(
                 (self.arrived_over, Socket::Shared),
                 response_target(request, from),
                 &scratch,

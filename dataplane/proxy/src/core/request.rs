@@ -352,7 +352,8 @@ impl ProxyCore {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         if edit_forwarded(msg, via, &plan, None, &mut scratch).is_ok() {
-            self.queue((plan.protocol, Socket::Own), plan.target, &scratch, None);
+            self.outbox
+                .push((plan.protocol, Socket::Own), plan.target, &scratch, None);
             if let Some(method) = msg.method() {
                 self.count_request_out(method);
             }

@@ -67,13 +67,9 @@ impl ProxyCore {
             build::response(&forwarded, status, &tag, &[], &mut scratch).ok()
         });
         let mut stripped = std::mem::take(&mut self.scratch_response);
-        stripped.clear();
         let written = built.and_then(|_| {
             let response = Message::parse(&scratch).ok()?;
-            Editor::new(&response)
-                .remove_top_via()
-                .and_then(|e| e.write(&mut stripped))
-                .ok()
+            write_without_top_via(&response, &mut stripped).then_some(())
         });
         if written.is_some() {
             self.keep_response(id, &stripped);
@@ -179,15 +175,12 @@ impl ProxyCore {
             self.latency.record_provisional(waited);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let written = Editor::new(msg)
-            .remove_top_via()
-            .and_then(|e| e.write(&mut scratch));
-        if written.is_ok() {
+        let written = write_without_top_via(msg, &mut scratch);
+        if written {
             self.keep_response(id, &scratch);
         }
         self.scratch = scratch;
-        if written.is_err() {
+        if !written {
             self.stats.parse_errors += 1;
             return;
         }
@@ -219,17 +212,12 @@ impl ProxyCore {
         for action in actions {
             match action {
                 Action::SendResponse => {
-                    let Some(ctx) = self.table.get(id) else {
+                    let Some(ctx) = self.table.get_mut(id) else {
                         return;
                     };
                     let path = (ctx.upstream_protocol, Socket::Shared);
-                    let (to, status) = (ctx.upstream, status_of(&ctx.response));
-                    let response =
-                        std::mem::take(&mut self.table.get_mut(id).expect("present").response);
-                    self.queue(path, to, &response, None);
-                    self.stats.responses_out[class_index(status)] += 1;
-                    let ctx = self.table.get_mut(id).expect("present");
-                    ctx.response = response;
+                    self.outbox.push(path, ctx.upstream, &ctx.response, None);
+                    self.stats.responses_out[class_index(status_of(&ctx.response))] += 1;
                     if ctx.server.state() == ServerState::Accepted {
                         // 2xx retransmissions come from downstream, never from our copy.
                         let buf = std::mem::take(&mut ctx.response);
@@ -256,12 +244,10 @@ impl ProxyCore {
                     let Some(ctx) = self.table.get_mut(id) else {
                         return;
                     };
-                    let request = std::mem::take(&mut ctx.request);
-                    let (to, path) = (ctx.downstream, (ctx.downstream_protocol, Socket::Own));
-                    let method = ctx.method;
-                    self.queue(path, to, &request, Some(id));
-                    self.stats.requests_out[method] += 1;
-                    self.table.get_mut(id).expect("present").request = request;
+                    let path = (ctx.downstream_protocol, Socket::Own);
+                    self.outbox
+                        .push(path, ctx.downstream, &ctx.request, Some(id));
+                    self.stats.requests_out[ctx.method] += 1;
                 }
                 Action::SendAck => {
                     let Some(response) = response else { continue };
@@ -275,7 +261,7 @@ impl ProxyCore {
                         .and_then(|request| build::ack(&request, response, &mut scratch));
                     if built.is_some() {
                         let (to, path) = (ctx.downstream, (ctx.downstream_protocol, Socket::Own));
-                        self.queue(path, to, &scratch, None);
+                        self.outbox.push(path, to, &scratch, None);
                         self.count_request_out(Method::Ack);
                     }
                     self.scratch = scratch;
@@ -313,11 +299,10 @@ impl ProxyCore {
                 let Some(ctx) = self.table.get_mut(id) else {
                     return;
                 };
-                let request = std::mem::take(&mut ctx.cancel_request);
-                let (to, path) = (ctx.downstream, (ctx.downstream_protocol, Socket::Own));
-                self.queue(path, to, &request, None);
-                self.count_request_out(Method::Cancel);
-                self.table.get_mut(id).expect("present").cancel_request = request;
+                let path = (ctx.downstream_protocol, Socket::Own);
+                self.outbox
+                    .push(path, ctx.downstream, &ctx.cancel_request, None);
+                self.stats.requests_out[method_index(Method::Cancel)] += 1;
             }
         }
         self.reschedule(now, id);
@@ -342,15 +327,13 @@ impl ProxyCore {
             Protocol::Udp
         };
         let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let written = Editor::new(msg)
-            .remove_top_via()
-            .and_then(|e| e.write(&mut scratch));
-        if written.is_ok() {
+        let written = write_without_top_via(msg, &mut scratch);
+        if written {
             self.stats.stateless_responses += 1;
             let status = msg.status().unwrap_or(0);
             self.stats.responses_out[class_index(status)] += 1;
-            self.queue((protocol, Socket::Shared), to, &scratch, None);
+            self.outbox
+                .push((protocol, Socket::Shared), to, &scratch, None);
         }
         self.scratch = scratch;
     }
@@ -368,4 +351,13 @@ fn via_target(via: &sip::Via<'_>) -> Option<SocketAddr> {
     };
     let port = via.rport().flatten().or(via.port()).unwrap_or(5060);
     Some(SocketAddr::new(host, port))
+}
+
+/// Writes a response as it goes upstream: without the top Via, which is ours (§16.7 step 3).
+fn write_without_top_via(response: &Message<'_>, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    Editor::new(response)
+        .remove_top_via()
+        .and_then(|e| e.write(out))
+        .is_ok()
 }
