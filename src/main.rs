@@ -1,5 +1,8 @@
 //! `whitewater`: one binary, a subcommand per role.
 
+mod all_in_one;
+mod homestead;
+mod provision;
 mod sip_check;
 mod sprout;
 
@@ -28,9 +31,13 @@ enum Command {
     /// The SIP engine: a transaction-stateful proxy on one pinned core per CPU listed
     /// (with no home domain configured it forwards by Route or Request-URI, record-routing).
     Sprout(sprout::SproutArgs),
-    /// Every role on one host. Today: the SIP engine, as `sprout`; the other roles join as
-    /// they land.
-    AllInOne(sprout::SproutArgs),
+    /// Subscriber data: the Clearwater Homestead API, provisioning API, and store.
+    Homestead(homestead::HomesteadCommand),
+    /// Every role on one host: the SIP engine and Homestead (embedded store, demo
+    /// subscribers on first start).
+    AllInOne(all_in_one::AllInOneArgs),
+    /// Provision (or delete) a range of numbered subscribers through the provisioning API.
+    Provision(provision::ProvisionArgs),
 }
 
 #[derive(Subcommand)]
@@ -46,10 +53,21 @@ enum SipCommand {
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     match Cli::parse().command {
         Command::Sip {
             command: SipCommand::Check { files },
         } => sip_check::run(&files),
-        Command::Sprout(args) | Command::AllInOne(args) => sprout::run(args),
+        Command::Sprout(args) => sprout::run(args),
+        Command::Homestead(command) => homestead::run(&command),
+        Command::AllInOne(args) => all_in_one::run(args),
+        Command::Provision(args) => provision::run(&args),
     }
 }

@@ -1,0 +1,82 @@
+//! `whitewater all-in-one`: every role on one host. The SIP engine runs on its pinned
+//! cores; Homestead runs on a small tokio runtime beside it, with the embedded store and
+//! demo subscribers provisioned on first start.
+
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::thread;
+
+use clap::Args;
+
+use crate::homestead::HomesteadArgs;
+use crate::sprout::{self, SproutArgs};
+
+/// Options of `whitewater all-in-one`.
+#[derive(Args, Debug)]
+pub(crate) struct AllInOneArgs {
+    #[command(flatten)]
+    sprout: SproutArgs,
+    #[command(flatten)]
+    homestead: HomesteadArgs,
+    /// Demo subscribers provisioned when the store is empty (0: none).
+    #[arg(long, default_value_t = 10, env = "WW_DEMO_SUBSCRIBERS")]
+    demo_subscribers: u64,
+    /// Threads of the control-plane runtime (Homestead).
+    #[arg(long, default_value_t = 1, env = "WW_CONTROL_THREADS")]
+    control_threads: usize,
+}
+
+pub(crate) fn run(args: AllInOneArgs) -> ExitCode {
+    let config = match args.homestead.config(args.demo_subscribers) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("whitewater: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (started, outcome) = mpsc::channel();
+    let threads = args.control_threads.max(1);
+    let control = thread::Builder::new()
+        .name("control-plane".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => return drop(started.send(Err(e.to_string()))),
+            };
+            runtime.block_on(async move {
+                match homestead::Homestead::start(config).await {
+                    Ok(homestead) => {
+                        eprintln!(
+                            "whitewater: homestead API on http://{}, provisioning API on http://{}",
+                            homestead.http, homestead.prov_http
+                        );
+                        let _ = started.send(Ok(()));
+                        if let Err(e) = homestead.join().await {
+                            eprintln!("whitewater: homestead stopped: {e}");
+                            std::process::exit(1);
+                        }
+                    }
+                    Err(e) => drop(started.send(Err(e.to_string()))),
+                }
+            });
+        });
+    if let Err(e) = control {
+        eprintln!("whitewater: cannot start the control plane: {e}");
+        return ExitCode::FAILURE;
+    }
+    match outcome.recv() {
+        Ok(Ok(())) => sprout::run(args.sprout),
+        Ok(Err(e)) => {
+            eprintln!("whitewater: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("whitewater: the control plane stopped while starting");
+            ExitCode::FAILURE
+        }
+    }
+}
