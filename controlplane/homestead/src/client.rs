@@ -146,16 +146,9 @@ impl HomesteadClient {
     }
 }
 
+/// Percent-encodes a path segment or query value (`sip:a@b` → `sip%3Aa%40b`).
 fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len() * 3);
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn garbled(e: impl std::fmt::Display) -> LookupError {
