@@ -1,6 +1,10 @@
 //! Striped async locks: read-modify-write sequences on the same subscriber records run one
 //! at a time in this process, while unrelated subscribers proceed in parallel (which keeps
 //! the embedded store's group commit fed during bulk provisioning).
+//!
+//! Every operation takes all its stripes in one call, in stripe order, so two operations
+//! never wait on each other in a cycle and one operation never waits on itself (a tokio
+//! mutex is not re-entrant, and two keys of one operation may share a stripe).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -11,6 +15,21 @@ pub(crate) struct Stripes {
     locks: Vec<Mutex<()>>,
 }
 
+/// The stripes one operation holds.
+pub(crate) struct Held<'a> {
+    stripes: Vec<usize>,
+    _guards: Vec<MutexGuard<'a, ()>>,
+}
+
+impl Held<'_> {
+    /// Whether every stripe in `stripes` is held.
+    pub(crate) fn covers(&self, stripes: &[usize]) -> bool {
+        stripes
+            .iter()
+            .all(|s| self.stripes.binary_search(s).is_ok())
+    }
+}
+
 impl Stripes {
     pub(crate) fn new(count: usize) -> Self {
         Self {
@@ -18,21 +37,45 @@ impl Stripes {
         }
     }
 
-    fn index(&self, key: &impl Hash) -> usize {
+    pub(crate) fn stripe(&self, key: &impl Hash) -> usize {
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
         (h.finish() % self.locks.len() as u64) as usize
     }
 
-    /// Locks the stripes of every key, in stripe order so two callers never deadlock.
-    pub(crate) async fn lock<K: Hash>(&self, keys: &[K]) -> Vec<MutexGuard<'_, ()>> {
-        let mut indices: Vec<usize> = keys.iter().map(|k| self.index(k)).collect();
-        indices.sort_unstable();
-        indices.dedup();
-        let mut guards = Vec::with_capacity(indices.len());
-        for i in indices {
+    /// Locks the stripes of every key.
+    pub(crate) async fn lock<K: Hash>(&self, keys: &[K]) -> Held<'_> {
+        self.lock_stripes(keys.iter().map(|k| self.stripe(k)).collect())
+            .await
+    }
+
+    /// Locks the given stripes, in order, each once.
+    pub(crate) async fn lock_stripes(&self, mut stripes: Vec<usize>) -> Held<'_> {
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for &i in &stripes {
             guards.push(self.locks[i].lock().await);
         }
-        guards
+        Held {
+            stripes,
+            _guards: guards,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_sharing_a_stripe_lock_once() {
+        let stripes = Stripes::new(1);
+        let held = stripes.lock(&["a", "b"]).await;
+        assert!(held.covers(&[0]));
+        drop(held);
+        let again =
+            tokio::time::timeout(std::time::Duration::from_secs(1), stripes.lock(&["c"])).await;
+        assert!(again.is_ok(), "the stripe was released");
     }
 }

@@ -406,7 +406,7 @@ async fn list_public(
                 .map_err(|_| bad(format!("{name} must be a number")))
         })
     };
-    let proportion = number("chunk-proportion", 1)?.max(1);
+    let proportion = number("chunk-proportion", 256)?.max(1);
     let chunk = params
         .get("chunk")
         .map(|_| number("chunk", 0))

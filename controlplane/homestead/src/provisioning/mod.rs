@@ -11,7 +11,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::auth;
-use crate::locks::Stripes;
+use crate::locks::{Held, Stripes};
 use crate::model::{PrivateIdentity, PublicIdentity, PublicIndex, RegistrationSet, ServiceProfile};
 use crate::source::new_id;
 use crate::store::{StoreError, SubscriberStore, Write};
@@ -58,12 +58,85 @@ pub struct Provisioning {
 /// Keys of the striped locks: every operation locks the records it will rewrite.
 #[derive(Hash)]
 enum LockKey<'a> {
-    Private(&'a str),
-    Public(&'a str),
+    Private(std::borrow::Cow<'a, str>),
+    Public(std::borrow::Cow<'a, str>),
     Set(Uuid),
 }
 
+/// Records whose locks an operation discovers by reading.
+#[derive(Clone, Copy)]
+enum Related<'a> {
+    SetsOfPrivate(&'a str),
+    PrivatesOfSet(Uuid),
+    SetOfPublic(&'a str),
+}
+
+impl<'a> LockKey<'a> {
+    fn private(impi: &'a str) -> Self {
+        Self::Private(impi.into())
+    }
+
+    fn public(impu: &'a str) -> Self {
+        Self::Public(impu.into())
+    }
+}
+
 impl Provisioning {
+    /// Locks `known` and the records related to them now (the sets of a private
+    /// identity, say), all in one call. Records can change between looking and locking, so
+    /// the relation is read again under the lock, and the whole thing retried until what
+    /// it finds is covered.
+    async fn lock_related(
+        &self,
+        known: &[LockKey<'_>],
+        related: Related<'_>,
+    ) -> Result<Held<'_>, ProvError> {
+        let stripes_of = |keys: &[LockKey<'_>]| {
+            keys.iter()
+                .map(|k| self.locks.stripe(k))
+                .collect::<Vec<_>>()
+        };
+        let known = stripes_of(known);
+        loop {
+            let mut wanted = known.clone();
+            wanted.extend(stripes_of(&self.related(related).await?));
+            let held = self.locks.lock_stripes(wanted).await;
+            if held.covers(&stripes_of(&self.related(related).await?)) {
+                return Ok(held);
+            }
+        }
+    }
+
+    async fn related(&self, related: Related<'_>) -> Result<Vec<LockKey<'static>>, ProvError> {
+        Ok(match related {
+            Related::SetsOfPrivate(impi) => self
+                .store
+                .private_identity(impi)
+                .await?
+                .map_or_else(Vec::new, |p| {
+                    p.registration_sets.into_iter().map(LockKey::Set).collect()
+                }),
+            Related::PrivatesOfSet(id) => {
+                self.store
+                    .registration_set(id)
+                    .await?
+                    .map_or_else(Vec::new, |s| {
+                        s.private_ids
+                            .into_iter()
+                            .map(|p| LockKey::Private(p.into()))
+                            .collect()
+                    })
+            }
+            Related::SetOfPublic(impu) => self
+                .store
+                .public_identity(impu)
+                .await?
+                .map(|index| LockKey::Set(index.registration_set))
+                .into_iter()
+                .collect(),
+        })
+    }
+
     pub fn new(store: Arc<dyn SubscriberStore>, default_realm: String) -> Self {
         Self {
             store,
@@ -115,7 +188,7 @@ impl Provisioning {
         realm: Option<&str>,
     ) -> Result<(), ProvError> {
         check_identity("private identity", impi)?;
-        let _g = self.locks.lock(&[LockKey::Private(impi)]).await;
+        let _g = self.locks.lock(&[LockKey::private(impi)]).await;
         let realm = self.realm_for(impi, realm);
         let mut private = self
             .store
@@ -155,16 +228,12 @@ impl Provisioning {
 
     /// Deletes a private identity and its associations. `Ok(false)` when it did not exist.
     pub async fn delete_private(&self, impi: &str) -> Result<bool, ProvError> {
-        let _g = self.locks.lock(&[LockKey::Private(impi)]).await;
+        let _g = self
+            .lock_related(&[LockKey::private(impi)], Related::SetsOfPrivate(impi))
+            .await?;
         let Some(private) = self.store.private_identity(impi).await? else {
             return Ok(false);
         };
-        let keys: Vec<_> = private
-            .registration_sets
-            .iter()
-            .map(|id| LockKey::Set(*id))
-            .collect();
-        let _s = self.locks.lock(&keys).await;
         let mut batch = vec![Write::DeletePrivate(impi.to_owned())];
         for id in &private.registration_sets {
             if let Some(mut set) = self.store.registration_set(*id).await? {
@@ -186,7 +255,7 @@ impl Provisioning {
     ) -> Result<bool, ProvError> {
         let _g = self
             .locks
-            .lock(&[LockKey::Private(impi), LockKey::Set(id)])
+            .lock(&[LockKey::private(impi), LockKey::Set(id)])
             .await;
         let mut private = self.private(impi).await?;
         let mut set = self.set(id).await?;
@@ -247,16 +316,12 @@ impl Provisioning {
     /// Deletes a set, its public identities and its registration state. `Ok(false)` when
     /// it did not exist.
     pub async fn delete_set(&self, id: Uuid) -> Result<bool, ProvError> {
-        let _g = self.locks.lock(&[LockKey::Set(id)]).await;
+        let _g = self
+            .lock_related(&[LockKey::Set(id)], Related::PrivatesOfSet(id))
+            .await?;
         let Some(set) = self.store.registration_set(id).await? else {
             return Ok(false);
         };
-        let keys: Vec<_> = set
-            .private_ids
-            .iter()
-            .map(|p| LockKey::Private(p))
-            .collect();
-        let _p = self.locks.lock(&keys).await;
         let mut batch = vec![Write::DeleteRegistrationSet(id)];
         batch.extend(public_ids_of(&set).map(Write::DeletePublic));
         for impi in &set.private_ids {
@@ -370,13 +435,13 @@ impl Provisioning {
                 "<Identity> {identity} does not match the public identity {impu} of the URL"
             )));
         }
-        let _p = self.locks.lock(&[LockKey::Public(impu)]).await;
+        let _g = self
+            .lock_related(
+                &[LockKey::public(impu), LockKey::Set(set_id)],
+                Related::SetOfPublic(impu),
+            )
+            .await?;
         let previous = self.store.public_identity(impu).await?;
-        let mut sets = vec![LockKey::Set(set_id)];
-        if let Some(old) = previous {
-            sets.push(LockKey::Set(old.registration_set));
-        }
-        let _s = self.locks.lock(&sets).await;
         let mut batch = Vec::new();
         if let Some(old) = previous.filter(|old| old.registration_set != set_id)
             && let Some(mut old_set) = self.store.registration_set(old.registration_set).await?
@@ -408,8 +473,10 @@ impl Provisioning {
         profile: Uuid,
         impu: &str,
     ) -> Result<(), ProvError> {
-        let _p = self.locks.lock(&[LockKey::Public(impu)]).await;
-        let _s = self.locks.lock(&[LockKey::Set(set_id)]).await;
+        let _g = self
+            .locks
+            .lock(&[LockKey::public(impu), LockKey::Set(set_id)])
+            .await;
         let (mut set, i) = self.set_with_profile(set_id, profile).await?;
         let before = set.service_profiles[i].public_ids.len();
         set.service_profiles[i]

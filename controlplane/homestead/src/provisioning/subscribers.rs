@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    EMPTY_FILTER_CRITERIA, LockKey, ProvError, Provisioning, check_identity, public_ids_of,
+    EMPTY_FILTER_CRITERIA, LockKey, ProvError, Provisioning, Related, check_identity, public_ids_of,
 };
 use crate::auth;
 use crate::model::{
@@ -63,9 +63,11 @@ impl Provisioning {
     ) -> Result<PutOutcome, ProvError> {
         check_identity("private identity", impi)?;
         validate_spec(&spec)?;
-        let mut keys = vec![LockKey::Private(impi)];
-        keys.extend(spec.impus.iter().map(|u| LockKey::Public(u)));
-        let _g = self.locks.lock(&keys).await;
+        let mut keys = vec![LockKey::private(impi)];
+        keys.extend(spec.impus.iter().map(|u| LockKey::public(u)));
+        let _g = self
+            .lock_related(&keys, Related::SetsOfPrivate(impi))
+            .await?;
 
         let existing = self.store.private_identity(impi).await?;
         let existing_set = match existing.as_ref().map(|p| p.registration_sets.as_slice()) {
@@ -183,16 +185,12 @@ impl Provisioning {
     /// Deletes a subscriber: its private identity, and every registration set (with its
     /// public identities) that no other private identity shares. `Ok(false)` when absent.
     pub async fn delete_subscriber(&self, impi: &str) -> Result<bool, ProvError> {
-        let _g = self.locks.lock(&[LockKey::Private(impi)]).await;
+        let _g = self
+            .lock_related(&[LockKey::private(impi)], Related::SetsOfPrivate(impi))
+            .await?;
         let Some(private) = self.store.private_identity(impi).await? else {
             return Ok(false);
         };
-        let keys: Vec<_> = private
-            .registration_sets
-            .iter()
-            .map(|id| LockKey::Set(*id))
-            .collect();
-        let _s = self.locks.lock(&keys).await;
         let mut batch = vec![Write::DeletePrivate(impi.to_owned())];
         for id in &private.registration_sets {
             let Some(mut set) = self.store.registration_set(*id).await? else {

@@ -247,13 +247,14 @@ fn swap_sqn(
     Ok(true)
 }
 
-fn list_after<K: redb::Key + 'static>(
+fn list_after<K>(
     txn: &redb::ReadTransaction,
     table: TableDefinition<K, &[u8]>,
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<String>, redb::Error>
 where
+    K: redb::Key + 'static,
     for<'a> K: redb::Key<SelfType<'a> = &'a str>,
 {
     let t = txn.open_table(table)?;
