@@ -71,7 +71,11 @@ pub(crate) struct HomesteadArgs {
     #[arg(long, default_value = "example.com", env = "WW_HOME_DOMAIN")]
     home_domain: String,
     /// Concurrent HTTP requests per API before new ones get 503.
-    #[arg(long = "homestead-max-in-flight", default_value_t = 4096, env = "WW_HOMESTEAD_MAX_IN_FLIGHT")]
+    #[arg(
+        long = "homestead-max-in-flight",
+        default_value_t = 4096,
+        env = "WW_HOMESTEAD_MAX_IN_FLIGHT"
+    )]
     max_in_flight: usize,
 }
 
