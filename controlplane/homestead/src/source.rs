@@ -214,7 +214,8 @@ impl LocalSource {
     async fn associated(&self, impi: &str, impu: &str) -> Result<PrivateIdentity, LookupError> {
         if impu.is_empty() {
             return Err(LookupError::NotFound(
-                "the impu query parameter is required".into(),
+                "a public identity is required (query parameter impu, or public_id on /digest)"
+                    .into(),
             ));
         }
         let private = self.private(impi).await?;

@@ -130,6 +130,25 @@ async fn records_round_trip_and_batches_are_atomic(store: &dyn SubscriberStore, 
         .apply(vec![Write::DeletePrivate(impi)])
         .await
         .expect("deleting the absent is fine");
+
+    // Deleting a set alone takes its registration state with it.
+    let other = Uuid::new_v4();
+    store
+        .apply(vec![
+            Write::PutRegistrationSet(set(other, "x@example.com", &[])),
+            Write::PutRegistration(other, Registration::default()),
+        ])
+        .await
+        .unwrap();
+    store
+        .apply(vec![Write::DeleteRegistrationSet(other)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.registration(other).await.unwrap(),
+        None,
+        "registration outlived its set"
+    );
 }
 
 async fn sqn_compare_and_set(store: &dyn SubscriberStore, prefix: &str) {

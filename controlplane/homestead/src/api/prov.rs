@@ -484,7 +484,8 @@ struct ListParams {
 }
 
 /// `GET /subscribers?after=<impi>&limit=N`: a page of private identities; `next` is the
-/// `after` of the following page, absent on the last.
+/// `after` of the following page, null once a page comes back short (a full last page
+/// is followed by an empty one).
 async fn list_subscribers(
     State(p): State<Prov>,
     Query(params): Query<ListParams>,

@@ -40,10 +40,12 @@ pub enum StoreError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Write {
     PutPrivate(PrivateIdentity),
+    /// Deletes the private identity and its AKA sequence number.
     DeletePrivate(String),
     PutPublic(String, PublicIndex),
     DeletePublic(String),
     PutRegistrationSet(RegistrationSet),
+    /// Deletes the set and its registration state.
     DeleteRegistrationSet(Uuid),
     PutRegistration(Uuid, Registration),
     DeleteRegistration(Uuid),

@@ -447,9 +447,18 @@ impl SubscriberStore for ScyllaStore {
             let (statement, row) = c.statement_for(write);
             statements.append_statement(statement.clone());
             values.push(row);
-            if let Write::DeletePrivate(impi) = write {
-                statements.append_statement(c.delete_sqn.clone());
-                values.push(vec![text(impi)]);
+            // Deleting a private identity or a set takes what hangs off it, as the
+            // embedded store does: the SQN, the registration state.
+            match write {
+                Write::DeletePrivate(impi) => {
+                    statements.append_statement(c.delete_sqn.clone());
+                    values.push(vec![text(impi)]);
+                }
+                Write::DeleteRegistrationSet(id) => {
+                    statements.append_statement(c.delete_registration.clone());
+                    values.push(vec![CqlValue::Uuid(*id)]);
+                }
+                _ => {}
             }
         }
         if values.is_empty() {
