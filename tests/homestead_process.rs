@@ -114,6 +114,16 @@ async fn provision_until_failure(prov: &str, tasks: usize, stop_after: usize) ->
     set.join_all().await.into_iter().flatten().collect()
 }
 
+async fn subscriber_count(prov: &str) -> usize {
+    let page: serde_json::Value = reqwest::get(format!("http://{prov}/subscribers?limit=10000"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["subscribers"].as_array().unwrap().len()
+}
+
 async fn assert_all_present(prov: &str, acknowledged: &[usize]) {
     let client = reqwest::Client::new();
     for n in acknowledged {
@@ -135,20 +145,8 @@ async fn kill_9_during_bulk_provisioning_loses_nothing_acknowledged() {
     let prov = running.prov.clone();
     let load = tokio::spawn(async move { provision_until_failure(&prov, 32, usize::MAX).await });
     // Kill mid-stream, once a good number of writes have been acknowledged.
-    let client = reqwest::Client::new();
-    loop {
+    while subscriber_count(&running.prov).await < 300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let page: serde_json::Value = client
-            .get(format!("http://{}/subscribers?limit=10000", running.prov))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if page["subscribers"].as_array().unwrap().len() >= 300 {
-            break;
-        }
     }
     running.child.kill().unwrap(); // SIGKILL
     running.child.wait().unwrap();
@@ -165,7 +163,7 @@ async fn kill_9_during_bulk_provisioning_loses_nothing_acknowledged() {
     assert_all_present(&restarted.prov, &acknowledged).await;
     // And the data serves authentication after the restart.
     let n = acknowledged[0];
-    let r = client
+    let r = reqwest::Client::new()
         .get(format!(
             "http://{}/impi/{n}%40example.com/av/digest?impu=sip%3A{n}%40example.com",
             restarted.http
@@ -256,20 +254,10 @@ async fn provision_cli_is_idempotent_and_deletes() {
         );
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let count = || async {
-        let page: serde_json::Value =
-            reqwest::get(format!("http://{}/subscribers?limit=1000", running.prov))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-        page["subscribers"].as_array().unwrap().len()
-    };
     let password_arg = password.display().to_string();
     assert!(cli(&["--password-file", &password_arg]).contains("provisioned 200 subscribers"));
     assert!(cli(&["--password-file", &password_arg]).contains("provisioned 200 subscribers"));
-    assert_eq!(count().await, 200);
+    assert_eq!(subscriber_count(&running.prov).await, 200);
     // The password from the file is the one that authenticates.
     let av: serde_json::Value = reqwest::get(format!(
         "http://{}/impi/6505550123%40example.com/av?impu=sip%3A6505550123%40example.com",
@@ -285,7 +273,7 @@ async fn provision_cli_is_idempotent_and_deletes() {
         homestead::auth::digest_ha1("6505550123@example.com", "example.com", "s3cret")
     );
     assert!(cli(&["--delete"]).contains("deleted 200 subscribers"));
-    assert_eq!(count().await, 0);
+    assert_eq!(subscriber_count(&running.prov).await, 0);
 
     let out = Command::new(env!("CARGO_BIN_EXE_whitewater"))
         .args([
@@ -332,15 +320,7 @@ async fn all_in_one_serves_demo_subscribers_on_first_start() {
     let client = reqwest::Client::new();
     let mut listed = 0;
     for _ in 0..100 {
-        let page: serde_json::Value = client
-            .get(format!("http://{}/subscribers", running.prov))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        listed = page["subscribers"].as_array().unwrap().len();
+        listed = subscriber_count(&running.prov).await;
         if listed == 5 {
             break;
         }

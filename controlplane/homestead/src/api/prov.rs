@@ -270,24 +270,21 @@ async fn set_private_ids(
     Ok(Json(json!({ "private_ids": set.private_ids })).into_response())
 }
 
+/// The same link as `/private/<impi>/associated_implicit_registration_sets/<irs>`, named
+/// from the set's side.
 async fn associate_set(
-    State(p): State<Prov>,
+    prov: State<Prov>,
     Path((irs, impi)): Path<(String, String)>,
     body: String,
 ) -> Result<StatusCode, ApiError> {
-    require_empty(&body)?;
-    p.associate(&impi, id(&irs, "registration set")?, true)
-        .await?;
-    Ok(StatusCode::OK)
+    associate_private(prov, Path((impi, irs)), body).await
 }
 
 async fn dissociate_set(
-    State(p): State<Prov>,
+    prov: State<Prov>,
     Path((irs, impi)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    p.associate(&impi, id(&irs, "registration set")?, false)
-        .await?;
-    Ok(StatusCode::OK)
+    dissociate_private(prov, Path((impi, irs))).await
 }
 
 // Service profiles.

@@ -228,6 +228,17 @@ impl Provisioning {
 
     /// Deletes a private identity and its associations. `Ok(false)` when it did not exist.
     pub async fn delete_private(&self, impi: &str) -> Result<bool, ProvError> {
+        self.delete_private_identity(impi, false).await
+    }
+
+    /// Deletes a private identity, removing it from its registration sets; with
+    /// `drop_orphans`, a set left with no private identity goes too, with its public
+    /// identities. `Ok(false)` when the identity did not exist.
+    async fn delete_private_identity(
+        &self,
+        impi: &str,
+        drop_orphans: bool,
+    ) -> Result<bool, ProvError> {
         let _g = self
             .lock_related(&[LockKey::private(impi)], Related::SetsOfPrivate(impi))
             .await?;
@@ -236,8 +247,14 @@ impl Provisioning {
         };
         let mut batch = vec![Write::DeletePrivate(impi.to_owned())];
         for id in &private.registration_sets {
-            if let Some(mut set) = self.store.registration_set(*id).await? {
-                set.private_ids.retain(|p| p != impi);
+            let Some(mut set) = self.store.registration_set(*id).await? else {
+                continue;
+            };
+            set.private_ids.retain(|p| p != impi);
+            if drop_orphans && set.private_ids.is_empty() {
+                batch.extend(public_ids_of(&set).map(Write::DeletePublic));
+                batch.push(Write::DeleteRegistrationSet(set.id));
+            } else {
                 batch.push(Write::PutRegistrationSet(set));
             }
         }

@@ -185,27 +185,7 @@ impl Provisioning {
     /// Deletes a subscriber: its private identity, and every registration set (with its
     /// public identities) that no other private identity shares. `Ok(false)` when absent.
     pub async fn delete_subscriber(&self, impi: &str) -> Result<bool, ProvError> {
-        let _g = self
-            .lock_related(&[LockKey::private(impi)], Related::SetsOfPrivate(impi))
-            .await?;
-        let Some(private) = self.store.private_identity(impi).await? else {
-            return Ok(false);
-        };
-        let mut batch = vec![Write::DeletePrivate(impi.to_owned())];
-        for id in &private.registration_sets {
-            let Some(mut set) = self.store.registration_set(*id).await? else {
-                continue;
-            };
-            set.private_ids.retain(|p| p != impi);
-            if set.private_ids.is_empty() {
-                batch.extend(public_ids_of(&set).map(Write::DeletePublic));
-                batch.push(Write::DeleteRegistrationSet(set.id));
-            } else {
-                batch.push(Write::PutRegistrationSet(set));
-            }
-        }
-        self.store.apply(batch).await?;
-        Ok(true)
+        self.delete_private_identity(impi, true).await
     }
 
     pub async fn list_subscribers(
