@@ -345,3 +345,48 @@ async fn all_in_one_serves_demo_subscribers_on_first_start() {
     drop(running);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_scylla_cluster_gets_503_with_the_reason_and_ping_answers() {
+    let data = data_dir("scylla");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut cmd = whitewater();
+    cmd.arg("homestead").args(homestead_args(&data)).args([
+        "--scylla-nodes",
+        &dead.to_string(),
+        "--scylla-timeout-ms",
+        "300",
+    ]);
+    let running = start(cmd);
+    let ping = reqwest::get(format!("http://{}/ping", running.http))
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 200);
+    let r = reqwest::get(format!(
+        "http://{}/impi/alice%40example.com/av?impu=sip%3Aalice%40example.com",
+        running.http
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 503);
+    let reason = r.text().await.unwrap();
+    assert!(
+        reason.contains("ScyllaDB") && reason.contains(&dead.to_string()),
+        "{reason}"
+    );
+    let put = reqwest::Client::new()
+        .put(format!(
+            "http://{}/subscribers/alice%40example.com",
+            running.prov
+        ))
+        .body(r#"{"impus":["sip:alice@example.com"],"password":"pw"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 503, "a write is refused, not acknowledged");
+    drop(running);
+    let _ = std::fs::remove_dir_all(&data);
+}
