@@ -27,9 +27,11 @@ pub fn default_realm(impi: &str) -> Option<&str> {
         .filter(|d| !d.is_empty())
 }
 
-/// TS 33.102 Annex C.3.2: SQN = SEQ ‖ IND with a 5-bit IND; each new vector moves SEQ on
-/// by one, which is 32 in SQN.
+/// TS 33.102 Annex C.3.2: SQN = SEQ ‖ IND with a 5-bit IND. Each new vector moves SEQ on
+/// by one (32 in SQN) and IND to the next of its 32 slots, so a UE accepts vectors that
+/// arrive out of order (two challenges outstanding at once).
 pub const SQN_STEP: u64 = 1 << 5;
+const IND_MASK: u64 = SQN_STEP - 1;
 const SQN_MAX: u64 = (1 << 48) - 1;
 
 /// One AKA authentication vector, as Homestead's JSON carries it.
@@ -103,10 +105,14 @@ pub fn resync_sqn(keys: &AkaCredentials, resync_auth: &str) -> Result<u64, Resyn
     Ok(sqn_from_bytes(sqn_ms))
 }
 
-/// The SQN to use after `last`: the next SEQ, IND kept at 0, wrapping at 2^48.
+/// The SQN to use after `last`: the next SEQ and the next IND. SEQ wraps after 2^43
+/// vectors, which a subscriber does not reach (Annex C.2's wrap-around protection is the
+/// UE's concern).
 pub fn next_sqn(last: u64) -> u64 {
-    let next = (last & !(SQN_STEP - 1)) + SQN_STEP;
-    if next > SQN_MAX { SQN_STEP } else { next }
+    let seq = (last >> 5) + 1;
+    let ind = ((last & IND_MASK) + 1) & IND_MASK;
+    let next = (seq << 5) | ind;
+    if next > SQN_MAX { SQN_STEP | ind } else { next }
 }
 
 fn sqn_to_bytes(sqn: u64) -> [u8; 6] {
@@ -180,10 +186,20 @@ mod tests {
     }
 
     #[test]
-    fn sqn_moves_by_one_seq_and_wraps() {
-        assert_eq!(next_sqn(0), 32);
-        assert_eq!(next_sqn(33), 64);
-        assert_eq!(next_sqn(SQN_MAX), SQN_STEP);
+    fn sqn_moves_seq_by_one_and_cycles_ind() {
+        assert_eq!(next_sqn(0), 32 | 1);
+        assert_eq!(next_sqn(32 | 1), 64 | 2);
+        assert_eq!(next_sqn(64 | 31), 96, "IND wraps within its 5 bits");
+        let mut sqn = 0;
+        let mut inds = std::collections::HashSet::new();
+        for _ in 0..32 {
+            let next = next_sqn(sqn);
+            assert!(next >> 5 > sqn >> 5, "SEQ always grows");
+            inds.insert(next & IND_MASK);
+            sqn = next;
+        }
+        assert_eq!(inds.len(), 32, "32 vectors use every IND slot");
+        assert_eq!(next_sqn(SQN_MAX) >> 5, 1, "SEQ wraps at 2^43");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod client;
-mod locks;
+pub mod locks;
 pub mod model;
 pub mod provisioning;
 pub mod service;

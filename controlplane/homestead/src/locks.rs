@@ -15,6 +15,41 @@ pub(crate) struct Stripes {
     locks: Vec<Mutex<()>>,
 }
 
+/// What a lock protects: provisioning and registration-state updates share one set of
+/// stripes, so a registration update and the deletion of its set never interleave.
+#[derive(Hash)]
+pub(crate) enum LockKey<'a> {
+    Private(std::borrow::Cow<'a, str>),
+    Public(std::borrow::Cow<'a, str>),
+    Set(uuid::Uuid),
+}
+
+impl<'a> LockKey<'a> {
+    pub(crate) fn private(impi: &'a str) -> Self {
+        Self::Private(impi.into())
+    }
+
+    pub(crate) fn public(impu: &'a str) -> Self {
+        Self::Public(impu.into())
+    }
+}
+
+/// The locks one Homestead's provisioning and registration updates share.
+pub struct Locks(pub(crate) Stripes);
+
+impl Locks {
+    /// 1024 stripes: enough that unrelated subscribers rarely wait on each other.
+    pub fn new() -> Self {
+        Self(Stripes::new(1024))
+    }
+}
+
+impl Default for Locks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The stripes one operation holds.
 pub(crate) struct Held<'a> {
     stripes: Vec<usize>,

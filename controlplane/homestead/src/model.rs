@@ -39,8 +39,8 @@ pub struct AkaCredentials {
 }
 
 fn default_amf() -> [u8; 2] {
-    // The AMF "separation bit" set, as TS 33.401 requires for vectors used with E-UTRAN.
-    [0x80, 0x00]
+    // IMS AKA vectors are not EPS vectors, so the separation bit (TS 33.102 Annex H) is 0.
+    [0x00, 0x00]
 }
 
 /// An implicit registration set: the public identities that register together, in one or

@@ -10,9 +10,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api;
+use crate::locks::Locks;
 use crate::model::ChargingAddresses;
-use crate::provisioning::Provisioning;
 use crate::provisioning::subscribers::SubscriberSpec;
+use crate::provisioning::{ProvError, Provisioning};
 use crate::source::{LocalSource, LocalSourceConfig, SubscriberSource};
 use crate::store::{
     CacheConfig, CachedStore, EmbeddedStore, ScyllaConfig, ScyllaStore, StoreError, SubscriberStore,
@@ -108,16 +109,19 @@ impl Homestead {
             StoreConfig::Scylla(scylla) => ScyllaStore::start(scylla.clone()),
         };
         let store: Arc<dyn SubscriberStore> = Arc::new(CachedStore::new(backend, config.cache));
+        let locks = Arc::new(Locks::new());
         let source: Arc<dyn SubscriberSource> = Arc::new(LocalSource::new(
             Arc::clone(&store),
             LocalSourceConfig {
                 scscf: config.scscf.clone(),
                 charging: config.charging.clone(),
             },
+            Arc::clone(&locks),
         ));
         let provisioning = Arc::new(Provisioning::new(
             Arc::clone(&store),
             config.default_realm.clone(),
+            locks,
         ));
         if let Some(demo) = &config.demo {
             let provisioning = Arc::clone(&provisioning);
@@ -173,30 +177,30 @@ fn local(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(asked)
 }
 
-/// Provisions the demo subscribers when the store holds no subscriber yet, retrying while
-/// the store is unavailable (a cluster still starting).
+/// Provisions the demo subscribers. Every PUT is idempotent, so this runs on every
+/// start: a first start killed half-way is completed by the next one. A subscriber that
+/// fails (a cluster still starting) is retried until it lands.
 async fn seed_demo(provisioning: &Provisioning, demo: &DemoSubscribers) {
-    loop {
-        match provisioning.list_subscribers(None, 1).await {
-            Ok(existing) if !existing.is_empty() => return,
-            Ok(_) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, "demo subscribers: store not ready; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+    for number in demo.first..demo.first + demo.count {
+        let impi = format!("{number}@{}", demo.domain);
+        loop {
+            let spec = SubscriberSpec {
+                impus: vec![format!("sip:{number}@{}", demo.domain)],
+                password: Some(demo.password.clone()),
+                ..SubscriberSpec::default()
+            };
+            match provisioning.put_subscriber(&impi, spec).await {
+                Ok(_) => break,
+                Err(ProvError::Store(e)) => {
+                    tracing::warn!(impi, error = %e, "demo subscriber: store not ready; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(impi, error = %e, "demo subscriber not provisioned");
+                    break;
+                }
             }
         }
     }
-    for number in demo.first..demo.first + demo.count {
-        let impi = format!("{number}@{}", demo.domain);
-        let spec = SubscriberSpec {
-            impus: vec![format!("sip:{number}@{}", demo.domain)],
-            password: Some(demo.password.clone()),
-            ..SubscriberSpec::default()
-        };
-        if let Err(e) = provisioning.put_subscriber(&impi, spec).await {
-            tracing::warn!(impi, error = %e, "demo subscriber not provisioned");
-            return;
-        }
-    }
-    tracing::info!(count = demo.count, domain = %demo.domain, "demo subscribers provisioned");
+    tracing::info!(count = demo.count, domain = %demo.domain, "demo subscribers in place");
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::auth::{self, AkaVector};
-use crate::locks::Stripes;
+use crate::locks::{LockKey, Locks};
 use crate::model::{
     ChargingAddresses, PrivateIdentity, PublicIndex, Registration, RegistrationSet,
     RegistrationState,
@@ -169,18 +169,24 @@ pub struct LocalSourceConfig {
 pub struct LocalSource {
     store: Arc<dyn SubscriberStore>,
     config: LocalSourceConfig,
-    registration_locks: Stripes,
+    locks: Arc<Locks>,
 }
 
 /// Attempts at claiming a fresh SQN before reporting contention as unavailability.
 const SQN_ATTEMPTS: usize = 16;
 
 impl LocalSource {
-    pub fn new(store: Arc<dyn SubscriberStore>, config: LocalSourceConfig) -> Self {
+    /// `locks` must be the ones provisioning on the same store uses, so that a
+    /// registration update never interleaves with the deletion of its set.
+    pub fn new(
+        store: Arc<dyn SubscriberStore>,
+        config: LocalSourceConfig,
+        locks: Arc<Locks>,
+    ) -> Self {
         Self {
             store,
             config,
-            registration_locks: Stripes::new(256),
+            locks,
         }
     }
 
@@ -228,12 +234,16 @@ impl LocalSource {
         Ok(private)
     }
 
-    /// Claims the next SQN, never below `floor`, with compare-and-set so that two
-    /// Homesteads sharing a store never issue the same one.
-    async fn claim_sqn(&self, impi: &str, floor: u64) -> Result<u64, LookupError> {
+    /// Claims the next SQN with compare-and-set, so that two Homesteads sharing a store
+    /// never issue the same one. After a resynchronisation the sequence restarts from the
+    /// UE's SQN_MS, even if that is below ours (TS 33.102 §6.3.5).
+    async fn claim_sqn(&self, impi: &str, resync_from: Option<u64>) -> Result<u64, LookupError> {
         for _ in 0..SQN_ATTEMPTS {
             let current = self.store.sqn(impi).await?;
-            let new = auth::next_sqn(current.max(floor));
+            let new = auth::next_sqn(resync_from.unwrap_or(current));
+            if new == current {
+                continue;
+            }
             if self.store.compare_and_set_sqn(impi, current, new).await? {
                 return Ok(new);
             }
@@ -291,12 +301,14 @@ impl SubscriberSource for LocalSource {
             (_, Some(_)) => 1,
         };
         let keys = private.aka.expect("matched Some above");
-        let floor = match &request.resync_auth {
-            Some(resync) if !resync.is_empty() => auth::resync_sqn(&keys, resync)
-                .map_err(|e| LookupError::BadRequest(e.to_string()))?,
-            _ => 0,
+        let resync_from = match &request.resync_auth {
+            Some(resync) if !resync.is_empty() => Some(
+                auth::resync_sqn(&keys, resync)
+                    .map_err(|e| LookupError::BadRequest(e.to_string()))?,
+            ),
+            _ => None,
         };
-        let sqn = self.claim_sqn(&request.impi, floor).await?;
+        let sqn = self.claim_sqn(&request.impi, resync_from).await?;
         let vector = auth::aka_vector(&keys, rand::random(), sqn);
         Ok(AuthVector::Aka { vector, version })
     }
@@ -341,10 +353,20 @@ impl SubscriberSource for LocalSource {
     ) -> Result<RegData, LookupError> {
         let index = self.public(impu).await?;
         let _guard = self
-            .registration_locks
-            .lock(&[index.registration_set])
+            .locks
+            .0
+            .lock(&[LockKey::Set(index.registration_set)])
             .await;
-        let set = self.set(index, impu).await?;
+        // Under the lock, from the store itself: the set may have just been deleted.
+        let set = match self
+            .store
+            .authoritative()
+            .registration_set(index.registration_set)
+            .await?
+        {
+            Some(set) => set,
+            None => return Err(LookupError::NotFound(format!("no public identity {impu}"))),
+        };
         if let Some(impi) = private_id
             && !set.private_ids.iter().any(|p| p == impi)
         {

@@ -86,8 +86,8 @@ fn verify_aka(reply: &common::Reply, version: u8) -> ([u8; 16], u64) {
     let amf: [u8; 2] = nonce[22..24].try_into().unwrap();
     assert_eq!(
         amf,
-        [0x80, 0x00],
-        "the default AMF has the separation bit set"
+        [0x00, 0x00],
+        "the default AMF has the separation bit clear (IMS, not EPS)"
     );
     assert_eq!(m.f1(&rand, &sqn, &amf), nonce[24..32], "MAC-A verifies");
     let mut be = [0u8; 8];

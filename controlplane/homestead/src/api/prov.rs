@@ -429,7 +429,7 @@ async fn list_public(
             }
             if exclude_ids {
                 out.push(json!({ "public_id": impu }));
-            } else if let Some(index) = p.store().public_identity(&impu).await? {
+            } else if let Some(index) = p.store().authoritative().public_identity(&impu).await? {
                 out.push(json!({ "public_id": impu, "sp": index.service_profile, "irs": index.registration_set }));
             }
         }

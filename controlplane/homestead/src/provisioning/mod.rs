@@ -11,7 +11,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::auth;
-use crate::locks::{Held, Stripes};
+use crate::locks::{Held, LockKey, Locks};
 use crate::model::{PrivateIdentity, PublicIdentity, PublicIndex, RegistrationSet, ServiceProfile};
 use crate::source::new_id;
 use crate::store::{StoreError, SubscriberStore, Write};
@@ -52,15 +52,7 @@ pub struct Provisioning {
     store: Arc<dyn SubscriberStore>,
     /// The digest realm used when a request names none and the IMPI has no domain.
     default_realm: String,
-    locks: Stripes,
-}
-
-/// Keys of the striped locks: every operation locks the records it will rewrite.
-#[derive(Hash)]
-enum LockKey<'a> {
-    Private(std::borrow::Cow<'a, str>),
-    Public(std::borrow::Cow<'a, str>),
-    Set(Uuid),
+    locks: Arc<Locks>,
 }
 
 /// Records whose locks an operation discovers by reading.
@@ -69,16 +61,6 @@ enum Related<'a> {
     SetsOfPrivate(&'a str),
     PrivatesOfSet(Uuid),
     SetOfPublic(&'a str),
-}
-
-impl<'a> LockKey<'a> {
-    fn private(impi: &'a str) -> Self {
-        Self::Private(impi.into())
-    }
-
-    fn public(impu: &'a str) -> Self {
-        Self::Public(impu.into())
-    }
 }
 
 impl Provisioning {
@@ -93,14 +75,14 @@ impl Provisioning {
     ) -> Result<Held<'_>, ProvError> {
         let stripes_of = |keys: &[LockKey<'_>]| {
             keys.iter()
-                .map(|k| self.locks.stripe(k))
+                .map(|k| self.locks.0.stripe(k))
                 .collect::<Vec<_>>()
         };
         let known = stripes_of(known);
         loop {
             let mut wanted = known.clone();
             wanted.extend(stripes_of(&self.related(related).await?));
-            let held = self.locks.lock_stripes(wanted).await;
+            let held = self.locks.0.lock_stripes(wanted).await;
             if held.covers(&stripes_of(&self.related(related).await?)) {
                 return Ok(held);
             }
@@ -110,14 +92,14 @@ impl Provisioning {
     async fn related(&self, related: Related<'_>) -> Result<Vec<LockKey<'static>>, ProvError> {
         Ok(match related {
             Related::SetsOfPrivate(impi) => self
-                .store
+                .db()
                 .private_identity(impi)
                 .await?
                 .map_or_else(Vec::new, |p| {
                     p.registration_sets.into_iter().map(LockKey::Set).collect()
                 }),
             Related::PrivatesOfSet(id) => {
-                self.store
+                self.db()
                     .registration_set(id)
                     .await?
                     .map_or_else(Vec::new, |s| {
@@ -128,7 +110,7 @@ impl Provisioning {
                     })
             }
             Related::SetOfPublic(impu) => self
-                .store
+                .db()
                 .public_identity(impu)
                 .await?
                 .map(|index| LockKey::Set(index.registration_set))
@@ -137,16 +119,22 @@ impl Provisioning {
         })
     }
 
-    pub fn new(store: Arc<dyn SubscriberStore>, default_realm: String) -> Self {
+    /// `locks` must be the ones the [`crate::source::LocalSource`] on the same store uses.
+    pub fn new(store: Arc<dyn SubscriberStore>, default_realm: String, locks: Arc<Locks>) -> Self {
         Self {
             store,
             default_realm,
-            locks: Stripes::new(1024),
+            locks,
         }
     }
 
     pub fn store(&self) -> &Arc<dyn SubscriberStore> {
         &self.store
+    }
+
+    /// Where provisioning reads: never the cache, since what it reads it writes back.
+    fn db(&self) -> &dyn SubscriberStore {
+        self.store.authoritative()
     }
 
     fn realm_for(&self, impi: &str, realm: Option<&str>) -> String {
@@ -157,21 +145,21 @@ impl Provisioning {
     }
 
     async fn private(&self, impi: &str) -> Result<PrivateIdentity, ProvError> {
-        self.store
+        self.db()
             .private_identity(impi)
             .await?
             .ok_or_else(|| ProvError::NotFound(format!("no private identity {impi}")))
     }
 
     async fn set(&self, id: Uuid) -> Result<RegistrationSet, ProvError> {
-        self.store
+        self.db()
             .registration_set(id)
             .await?
             .ok_or_else(|| ProvError::NotFound(format!("no implicit registration set {id}")))
     }
 
     async fn public(&self, impu: &str) -> Result<PublicIndex, ProvError> {
-        self.store
+        self.db()
             .public_identity(impu)
             .await?
             .ok_or_else(|| ProvError::NotFound(format!("no public identity {impu}")))
@@ -188,10 +176,10 @@ impl Provisioning {
         realm: Option<&str>,
     ) -> Result<(), ProvError> {
         check_identity("private identity", impi)?;
-        let _g = self.locks.lock(&[LockKey::private(impi)]).await;
+        let _g = self.locks.0.lock(&[LockKey::private(impi)]).await;
         let realm = self.realm_for(impi, realm);
         let mut private = self
-            .store
+            .db()
             .private_identity(impi)
             .await?
             .unwrap_or(PrivateIdentity {
@@ -242,12 +230,12 @@ impl Provisioning {
         let _g = self
             .lock_related(&[LockKey::private(impi)], Related::SetsOfPrivate(impi))
             .await?;
-        let Some(private) = self.store.private_identity(impi).await? else {
+        let Some(private) = self.db().private_identity(impi).await? else {
             return Ok(false);
         };
         let mut batch = vec![Write::DeletePrivate(impi.to_owned())];
         for id in &private.registration_sets {
-            let Some(mut set) = self.store.registration_set(*id).await? else {
+            let Some(mut set) = self.db().registration_set(*id).await? else {
                 continue;
             };
             set.private_ids.retain(|p| p != impi);
@@ -272,6 +260,7 @@ impl Provisioning {
     ) -> Result<bool, ProvError> {
         let _g = self
             .locks
+            .0
             .lock(&[LockKey::private(impi), LockKey::Set(id)])
             .await;
         let mut private = self.private(impi).await?;
@@ -304,7 +293,7 @@ impl Provisioning {
         let private = self.private(impi).await?;
         let mut out = Vec::new();
         for id in private.registration_sets {
-            if let Some(set) = self.store.registration_set(id).await? {
+            if let Some(set) = self.db().registration_set(id).await? {
                 out.extend(public_ids_of(&set));
             }
         }
@@ -336,13 +325,13 @@ impl Provisioning {
         let _g = self
             .lock_related(&[LockKey::Set(id)], Related::PrivatesOfSet(id))
             .await?;
-        let Some(set) = self.store.registration_set(id).await? else {
+        let Some(set) = self.db().registration_set(id).await? else {
             return Ok(false);
         };
         let mut batch = vec![Write::DeleteRegistrationSet(id)];
         batch.extend(public_ids_of(&set).map(Write::DeletePublic));
         for impi in &set.private_ids {
-            if let Some(mut private) = self.store.private_identity(impi).await? {
+            if let Some(mut private) = self.db().private_identity(impi).await? {
                 private.registration_sets.retain(|s| *s != id);
                 batch.push(Write::PutPrivate(private));
             }
@@ -354,7 +343,7 @@ impl Provisioning {
     // Service profiles.
 
     pub async fn create_service_profile(&self, set_id: Uuid) -> Result<Uuid, ProvError> {
-        let _g = self.locks.lock(&[LockKey::Set(set_id)]).await;
+        let _g = self.locks.0.lock(&[LockKey::Set(set_id)]).await;
         let mut set = self.set(set_id).await?;
         let id = new_id();
         set.service_profiles.push(ServiceProfile {
@@ -402,7 +391,7 @@ impl Provisioning {
         set_id: Uuid,
         profile: Uuid,
     ) -> Result<(), ProvError> {
-        let _g = self.locks.lock(&[LockKey::Set(set_id)]).await;
+        let _g = self.locks.0.lock(&[LockKey::Set(set_id)]).await;
         let (mut set, i) = self.set_with_profile(set_id, profile).await?;
         let removed = set.service_profiles.remove(i);
         let mut batch: Vec<_> = removed
@@ -427,7 +416,7 @@ impl Provisioning {
             ));
         }
         xml::validate_filter_criteria(body).map_err(|e| ProvError::BadRequest(e.to_string()))?;
-        let _g = self.locks.lock(&[LockKey::Set(set_id)]).await;
+        let _g = self.locks.0.lock(&[LockKey::Set(set_id)]).await;
         let (mut set, i) = self.set_with_profile(set_id, profile).await?;
         set.service_profiles[i].filter_criteria_xml = body.to_owned();
         self.store
@@ -458,10 +447,10 @@ impl Provisioning {
                 Related::SetOfPublic(impu),
             )
             .await?;
-        let previous = self.store.public_identity(impu).await?;
+        let previous = self.db().public_identity(impu).await?;
         let mut batch = Vec::new();
         if let Some(old) = previous.filter(|old| old.registration_set != set_id)
-            && let Some(mut old_set) = self.store.registration_set(old.registration_set).await?
+            && let Some(mut old_set) = self.db().registration_set(old.registration_set).await?
         {
             remove_public(&mut old_set, impu);
             batch.push(Write::PutRegistrationSet(old_set));
@@ -492,6 +481,7 @@ impl Provisioning {
     ) -> Result<(), ProvError> {
         let _g = self
             .locks
+            .0
             .lock(&[LockKey::public(impu), LockKey::Set(set_id)])
             .await;
         let (mut set, i) = self.set_with_profile(set_id, profile).await?;

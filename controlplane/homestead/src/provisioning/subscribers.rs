@@ -6,9 +6,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    EMPTY_FILTER_CRITERIA, LockKey, ProvError, Provisioning, Related, check_identity, public_ids_of,
+    EMPTY_FILTER_CRITERIA, ProvError, Provisioning, Related, check_identity, public_ids_of,
 };
 use crate::auth;
+use crate::locks::LockKey;
 use crate::model::{
     AkaCredentials, PrivateIdentity, PublicIdentity, PublicIndex, RegistrationSet, ServiceProfile,
 };
@@ -69,10 +70,10 @@ impl Provisioning {
             .lock_related(&keys, Related::SetsOfPrivate(impi))
             .await?;
 
-        let existing = self.store.private_identity(impi).await?;
+        let existing = self.db().private_identity(impi).await?;
         let existing_set = match existing.as_ref().map(|p| p.registration_sets.as_slice()) {
             None | Some([]) => None,
-            Some([id]) => self.store.registration_set(*id).await?,
+            Some([id]) => self.db().registration_set(*id).await?,
             Some(_) => {
                 return Err(ProvError::Conflict(format!(
                     "{impi} has several implicit registration sets; manage it with the \
@@ -82,7 +83,7 @@ impl Provisioning {
         };
         let set_id = existing_set.as_ref().map_or_else(new_id, |s| s.id);
         for impu in &spec.impus {
-            if let Some(index) = self.store.public_identity(impu).await?
+            if let Some(index) = self.db().public_identity(impu).await?
                 && index.registration_set != set_id
             {
                 return Err(ProvError::Conflict(format!(
@@ -168,7 +169,7 @@ impl Provisioning {
         let private = self.private(impi).await?;
         let mut impus = Vec::new();
         for id in &private.registration_sets {
-            if let Some(set) = self.store.registration_set(*id).await? {
+            if let Some(set) = self.db().registration_set(*id).await? {
                 impus.extend(public_ids_of(&set));
             }
         }
@@ -193,7 +194,7 @@ impl Provisioning {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, ProvError> {
-        Ok(self.store.list_private_identities(after, limit).await?)
+        Ok(self.db().list_private_identities(after, limit).await?)
     }
 }
 

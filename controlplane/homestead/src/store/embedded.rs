@@ -268,6 +268,10 @@ where
 
 #[async_trait]
 impl SubscriberStore for EmbeddedStore {
+    fn authoritative(&self) -> &dyn SubscriberStore {
+        self
+    }
+
     async fn private_identity(&self, impi: &str) -> Result<Option<PrivateIdentity>, StoreError> {
         let bytes = self.read(|txn| {
             Ok(txn

@@ -55,6 +55,9 @@ pub enum Write {
 /// or nothing) and durably: once `apply` returns `Ok`, a crash loses none of it.
 #[async_trait]
 pub trait SubscriberStore: Send + Sync + 'static {
+    /// The store without any cache in front: what a read-modify-write must read.
+    fn authoritative(&self) -> &dyn SubscriberStore;
+
     async fn private_identity(&self, impi: &str) -> Result<Option<PrivateIdentity>, StoreError>;
     async fn public_identity(&self, impu: &str) -> Result<Option<PublicIndex>, StoreError>;
     async fn registration_set(&self, id: Uuid) -> Result<Option<RegistrationSet>, StoreError>;

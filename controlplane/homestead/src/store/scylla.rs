@@ -408,6 +408,10 @@ impl Connected {
 
 #[async_trait]
 impl SubscriberStore for ScyllaStore {
+    fn authoritative(&self) -> &dyn SubscriberStore {
+        self
+    }
+
     async fn private_identity(&self, impi: &str) -> Result<Option<PrivateIdentity>, StoreError> {
         let c = self.connected()?;
         let data = c.fetch_text(&c.get_private, text(impi)).await?;

@@ -63,11 +63,18 @@ pub fn ims_subscription(private_id: &str, set: &RegistrationSet, depth: usize) -
     for profile in &set.service_profiles {
         open(&mut out, depth + 1, "ServiceProfile");
         for public in &profile.public_ids {
-            if let Ok(doc) = Document::parse(&public.xml) {
-                element(&mut out, depth + 2, doc.root_element());
+            match Document::parse(&public.xml) {
+                Ok(doc) => element(&mut out, depth + 2, doc.root_element()),
+                Err(e) => {
+                    tracing::error!(impu = %public.impu, error = %e, "stored public identity XML does not parse; left out")
+                }
             }
         }
-        if let Ok(doc) = Document::parse(&profile.filter_criteria_xml) {
+        let criteria = Document::parse(&profile.filter_criteria_xml);
+        if let Err(e) = &criteria {
+            tracing::error!(profile = %profile.id, error = %e, "stored filter criteria do not parse; left out");
+        }
+        if let Ok(doc) = criteria {
             for c in doc.root_element().children().filter(Node::is_element) {
                 if c.tag_name().name() == "InitialFilterCriteria"
                     && c.first_element_child().is_none()
@@ -126,9 +133,10 @@ fn element(out: &mut String, depth: usize, node: Node<'_, '_>) {
         escape(attribute.value(), out);
         out.push('"');
     }
-    let text = node.text().map(str::trim).unwrap_or("");
+    // Leaf text is printed as provisioned: whitespace inside a value can matter to a match.
+    let text = node.text().unwrap_or("");
     if node.first_element_child().is_none() {
-        if text.is_empty() {
+        if text.trim().is_empty() {
             out.push_str("/>\n");
         } else {
             out.push('>');

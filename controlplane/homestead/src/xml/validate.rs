@@ -17,8 +17,60 @@ fn invalid(message: impl Into<String>) -> XmlError {
     XmlError::Invalid(message.into())
 }
 
+/// Elements that hold text (or nothing): one with child elements would lose its value
+/// when the profile is printed for Sprout.
+const LEAVES: [&str; 21] = [
+    "Identity",
+    "BarringIndication",
+    "IdentityType",
+    "WildcardedIMPU",
+    "DisplayName",
+    "Priority",
+    "ConditionTypeCNF",
+    "ConditionNegated",
+    "Group",
+    "Method",
+    "RequestURI",
+    "SessionCase",
+    "Header",
+    "Content",
+    "Line",
+    "ServerName",
+    "DefaultHandling",
+    "ServiceInfo",
+    "ProfilePartIndicator",
+    "SharedIFCSetID",
+    "RegistrationType",
+];
+
 fn parse(text: &str) -> Result<Document<'_>, XmlError> {
-    Document::parse(text).map_err(|e| XmlError::Malformed(e.to_string()))
+    let doc = Document::parse(text).map_err(|e| XmlError::Malformed(e.to_string()))?;
+    for node in doc.descendants().filter(Node::is_element) {
+        let name = node.tag_name().name();
+        if LEAVES.contains(&name) && node.first_element_child().is_some() {
+            return Err(invalid(format!(
+                "<{name}> may hold only text, not elements"
+            )));
+        }
+    }
+    Ok(doc)
+}
+
+/// Refuses a second occurrence of elements TS 29.228 allows once.
+fn check_once(node: Node<'_, '_>, names: &[&str]) -> Result<(), XmlError> {
+    for name in names {
+        if children(node)
+            .filter(|c| c.tag_name().name() == *name)
+            .count()
+            > 1
+        {
+            return Err(invalid(format!(
+                "<{}> may hold one <{name}> only",
+                node.tag_name().name()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn children<'a, 'i>(node: Node<'a, 'i>) -> impl Iterator<Item = Node<'a, 'i>> {
@@ -84,10 +136,9 @@ pub fn validate_public_identity(text: &str) -> Result<String, XmlError> {
     let doc = parse(text)?;
     expect_root(&doc, "PublicIdentity")?;
     let root = doc.root_element();
-    check_only(
-        root,
-        &["BarringIndication", "Identity", "Extension", "DisplayName"],
-    )?;
+    let fields = ["BarringIndication", "Identity", "Extension", "DisplayName"];
+    check_only(root, &fields)?;
+    check_once(root, &fields)?;
     let identity = child(root, "Identity")
         .map(text_of)
         .filter(|t| !t.is_empty())
@@ -116,6 +167,7 @@ pub fn validate_filter_criteria(text: &str) -> Result<(), XmlError> {
             "InitialFilterCriteria",
             "CoreNetworkServicesAuthorization",
             "Extension",
+            "SharedIFCSetID",
         ],
     )?;
     for ifc in children(root).filter(|c| c.tag_name().name() == "InitialFilterCriteria") {
@@ -139,6 +191,15 @@ fn validate_ifc(ifc: Node<'_, '_>) -> Result<(), XmlError> {
             "Extension",
         ],
     )?;
+    check_once(
+        ifc,
+        &[
+            "Priority",
+            "TriggerPoint",
+            "ApplicationServer",
+            "ProfilePartIndicator",
+        ],
+    )?;
     let priority = child(ifc, "Priority").map(text_of);
     if priority.and_then(|p| p.parse::<i32>().ok()).is_none() {
         return Err(invalid(format!(
@@ -149,6 +210,10 @@ fn validate_ifc(ifc: Node<'_, '_>) -> Result<(), XmlError> {
     check_enum(ifc, "ProfilePartIndicator", 1, false)?;
     if let Some(tp) = child(ifc, "TriggerPoint") {
         check_only(tp, &["ConditionTypeCNF", "SPT", "Extension"])?;
+        check_once(tp, &["ConditionTypeCNF"])?;
+        if child(tp, "SPT").is_none() {
+            return Err(invalid("<TriggerPoint> needs at least one <SPT>"));
+        }
         check_enum(tp, "ConditionTypeCNF", 1, true)?;
         for spt in children(tp).filter(|c| c.tag_name().name() == "SPT") {
             validate_spt(spt)?;
@@ -160,6 +225,7 @@ fn validate_ifc(ifc: Node<'_, '_>) -> Result<(), XmlError> {
         server,
         &["ServerName", "DefaultHandling", "ServiceInfo", "Extension"],
     )?;
+    check_once(server, &["ServerName", "DefaultHandling", "ServiceInfo"])?;
     let name = child(server, "ServerName").map(text_of).unwrap_or("");
     if !is_uri(name) {
         return Err(invalid(format!(
@@ -301,6 +367,21 @@ mod tests {
             (
                 IFC.replace("<Method>INVITE</Method>", "<SessionCase>9</SessionCase>"),
                 "from 0 to 4",
+            ),
+            (
+                IFC.replace("<Priority>1</Priority>", "<Priority>1<Extension/></Priority>"),
+                "<Priority> may hold only text",
+            ),
+            (
+                IFC.replace("<Priority>1</Priority>", "<Priority>1</Priority><Priority>2</Priority>"),
+                "one <Priority> only",
+            ),
+            (
+                IFC.replace(
+                    "<SPT><ConditionNegated>0</ConditionNegated><Group>0</Group><Method>INVITE</Method><Extension/></SPT>",
+                    "",
+                ),
+                "needs at least one <SPT>",
             ),
             (
                 IFC.replace("ServiceProfile>", "IMSSubscription>"),
