@@ -1,6 +1,6 @@
 //! `whitewater all-in-one`: every role on one host. The SIP engine runs on its pinned
 //! cores; Homestead runs on a small tokio runtime beside it, with the embedded store and
-//! demo subscribers provisioned on first start.
+//! demo subscribers put in place at every start.
 
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -18,7 +18,7 @@ pub(crate) struct AllInOneArgs {
     sprout: SproutArgs,
     #[command(flatten)]
     homestead: HomesteadArgs,
-    /// Demo subscribers provisioned when the store is empty (0: none).
+    /// Demo subscribers put in place at every start (0: none).
     #[arg(long, default_value_t = 10, env = "WW_DEMO_SUBSCRIBERS")]
     demo_subscribers: u64,
     /// Threads of the control-plane runtime (Homestead).

@@ -80,7 +80,7 @@ pub(crate) struct HomesteadArgs {
 }
 
 impl HomesteadArgs {
-    /// The service configuration, with `demo` subscribers seeded on first start.
+    /// The service configuration, with `demo` subscribers put in place at every start.
     pub(crate) fn config(&self, demo: u64) -> Result<HomesteadConfig, String> {
         let store = if self.scylla_nodes.is_empty() {
             StoreConfig::Embedded {
@@ -128,7 +128,7 @@ pub(crate) const DEMO_PASSWORD: &str = "7kkzTyGW";
 pub(crate) struct HomesteadCommand {
     #[command(flatten)]
     homestead: HomesteadArgs,
-    /// Demo subscribers to provision when the store is empty (0: none).
+    /// Demo subscribers put in place at every start (0: none).
     #[arg(long, default_value_t = 0, env = "WW_DEMO_SUBSCRIBERS")]
     demo_subscribers: u64,
 }

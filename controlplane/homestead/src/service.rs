@@ -29,7 +29,7 @@ pub enum StoreConfig {
     Scylla(ScyllaConfig),
 }
 
-/// Demo subscribers provisioned when the store is empty.
+/// Demo subscribers put in place at every start (idempotent).
 #[derive(Clone, Debug)]
 pub struct DemoSubscribers {
     pub domain: String,

@@ -351,7 +351,24 @@ impl SubscriberSource for LocalSource {
         request: RegDataRequest,
         server_name: Option<&str>,
     ) -> Result<RegData, LookupError> {
-        let index = self.public(impu).await?;
+        let index = match self.public(impu).await {
+            // Clearwater answers an authentication failure for an unknown identity with
+            // the blank document rather than 404.
+            Err(LookupError::NotFound(_))
+                if matches!(
+                    request,
+                    RegDataRequest::DeregAuthFailed | RegDataRequest::DeregAuthTimeout
+                ) =>
+            {
+                return Ok(RegData {
+                    state: RegistrationState::NotRegistered,
+                    previous: None,
+                    ims_subscription: String::new(),
+                    charging: ChargingAddresses::default(),
+                });
+            }
+            other => other?,
+        };
         let _guard = self
             .locks
             .0

@@ -283,6 +283,17 @@ async fn reg_data_put_refuses_bad_requests_without_changing_state() {
         .reg_data_put("sip:nobody@example.com", None, reg)
         .await;
     unknown.expect_error(StatusCode::NOT_FOUND, "sip:nobody@example.com");
+    // An authentication failure of an unknown identity gets Clearwater's blank document.
+    for reqtype in ["dereg-auth-failed", "dereg-auth-timeout"] {
+        let body = format!(r#"{{"reqtype":"{reqtype}"}}"#);
+        let blank = server
+            .reg_data_put("sip:nobody@example.com", None, &body)
+            .await;
+        assert_eq!(
+            blank.expect_xml(),
+            "<ClearwaterRegData>\n\t<RegistrationState>NOT_REGISTERED</RegistrationState>\n</ClearwaterRegData>\n\n"
+        );
+    }
     let path = format!("/impu/{}/reg-data", enc(ALICE_SIP));
     for method in [Method::POST, Method::DELETE] {
         let reply = server.hs(method, &path, Some(reg)).await;

@@ -65,12 +65,21 @@ impl EmbeddedStore {
         Ok(Self { db, jobs })
     }
 
+    /// Runs a read transaction. A read usually hits redb's page cache in microseconds, but
+    /// a miss waits on the disk, so on a multi-threaded runtime the worker tells tokio it
+    /// is blocking (its other tasks move to another thread) rather than stall them.
     fn read<T>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_read().map_err(backend)?;
-        f(&txn).map_err(backend)
+        let run = || {
+            let txn = self.db.begin_read().map_err(backend)?;
+            f(&txn).map_err(backend)
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            _ => run(),
+        }
     }
 
     async fn submit<T>(
@@ -133,10 +142,15 @@ fn write_loop(db: &Database, queue: &mpsc::Receiver<Job>) {
 /// storage errors (disk full, I/O), which would fail the commit too: then the whole group
 /// is answered with the error and none of it was acknowledged.
 fn commit_group(db: &Database, group: Vec<Job>) {
-    let txn = match db.begin_write() {
+    let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => return fail_all(group, &backend(e)),
     };
+    // redb's default, pinned: a commit returns only once it is fsynced, which is what an
+    // acknowledgement promises.
+    if let Err(e) = txn.set_durability(redb::Durability::Immediate) {
+        return fail_all(group, &backend(e));
+    }
     let mut swapped = Vec::with_capacity(group.len());
     for job in &group {
         let outcome = match job {

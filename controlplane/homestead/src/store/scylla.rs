@@ -539,3 +539,90 @@ impl SubscriberStore for ScyllaStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scylla::errors::{BadQuery, WriteType};
+
+    fn db(error: DbError) -> ExecutionError {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            error,
+            "from the node".into(),
+        ))
+    }
+
+    #[test]
+    fn driver_errors_map_to_the_statuses_clearwater_gives() {
+        let c = Consistency::LocalQuorum;
+        let cases = [
+            (
+                ExecutionError::RequestTimeout(Duration::from_secs(2)),
+                "timeout",
+            ),
+            (
+                db(DbError::ReadTimeout {
+                    consistency: c,
+                    received: 1,
+                    required: 2,
+                    data_present: false,
+                }),
+                "timeout",
+            ),
+            (
+                db(DbError::WriteTimeout {
+                    consistency: c,
+                    received: 1,
+                    required: 2,
+                    write_type: WriteType::Batch,
+                }),
+                "timeout",
+            ),
+            (
+                db(DbError::Unavailable {
+                    consistency: c,
+                    required: 2,
+                    alive: 1,
+                }),
+                "unavailable",
+            ),
+            (db(DbError::Overloaded), "unavailable"),
+            (db(DbError::IsBootstrapping), "unavailable"),
+            (ExecutionError::EmptyPlan, "unavailable"),
+            (db(DbError::SyntaxError), "backend"),
+            (db(DbError::Invalid), "backend"),
+            (
+                ExecutionError::BadQuery(BadQuery::TooManyQueriesInBatchStatement(70_000)),
+                "backend",
+            ),
+        ];
+        for (error, expected) in cases {
+            let shown = error.to_string();
+            let kind = match classify(error) {
+                StoreError::Timeout(_) => "timeout",
+                StoreError::Unavailable(_) => "unavailable",
+                StoreError::Backend(_) => "backend",
+            };
+            assert_eq!(kind, expected, "{shown}");
+        }
+    }
+
+    #[test]
+    fn consistency_levels_parse_as_operators_write_them() {
+        assert_eq!(
+            parse_consistency("local_quorum"),
+            Ok(Consistency::LocalQuorum)
+        );
+        assert_eq!(parse_consistency("ONE"), Ok(Consistency::One));
+        assert!(parse_consistency("most").is_err());
+    }
+
+    #[test]
+    fn every_migration_creates_only_what_is_missing() {
+        for (_, statements) in migrations("ks") {
+            for cql in statements {
+                assert!(cql.starts_with("CREATE TABLE IF NOT EXISTS ks."), "{cql}");
+            }
+        }
+    }
+}
