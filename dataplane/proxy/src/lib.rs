@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod best_response;
 mod build;
 mod core;
 mod latency;

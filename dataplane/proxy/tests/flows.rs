@@ -538,6 +538,29 @@ fn busy_is_forwarded_acknowledged_and_retransmissions_absorbed() {
     assert_eq!(h.core.stats().responses_out[3], 2);
 }
 
+#[test]
+fn a_503_from_the_only_branch_goes_upstream_as_500() {
+    // RFC 3261 §16.7 step 6: forwarding a 503 would say this proxy is unavailable.
+    let mut h = Harness::new();
+    let invite = Request::invite().branch("z9hG4bK-inv-1");
+    let fwd = start_call(&mut h, &invite);
+    let unavailable = response_to(&fwd.bytes, 503, Some("bob-1"), &["Retry-After: 5"]);
+    let out = h.send(UAS, &unavailable);
+    assert_eq!(out.len(), 2);
+    let up = find(&out, UAC).clone();
+    assert_upstream_response(&up, 500);
+    assert_eq!(up.vias(), [UAC_VIA]);
+    let ack = find(&out, UAS).clone();
+    assert_downstream_request(&ack, "ACK", UAS);
+    assert_eq!(ack.to_tag().as_deref(), Some("bob-1"));
+    // A retransmitted INVITE gets the same 500.
+    let again = one(h.send(UAC, &invite.build()));
+    assert_eq!(again.bytes, up.bytes);
+    // The retransmitted 503 is acknowledged again and not forwarded.
+    let ack_again = one(h.send(UAS, &unavailable));
+    assert_eq!(ack_again.bytes, ack.bytes);
+}
+
 // 6. Refusals.
 
 /// Sends `request` from the UAC and returns the single answer, checked as a response of

@@ -11,6 +11,7 @@ use txn::{
     TxnId,
 };
 
+use crate::best_response::ResponseContext;
 use crate::build;
 use crate::latency::Latency;
 use crate::overload::{LoadMonitor, OverloadConfig};
@@ -132,6 +133,8 @@ struct Context {
     provisional_sent: bool,
     /// The request's slot in the per-method counters.
     method: usize,
+    /// §16.7 response selection over the request's branches (one in this mode).
+    responses: ResponseContext,
 }
 
 impl Context {

@@ -192,6 +192,7 @@ impl ProxyCore {
             received,
             provisional_sent: false,
             method: method_index(method),
+            responses: ResponseContext::new(1),
         };
         let id = match self.table.insert(key, context) {
             Ok(id) => id,

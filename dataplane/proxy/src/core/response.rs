@@ -7,6 +7,8 @@ use std::time::Instant;
 use sip::{Editor, Message, Method};
 use txn::{Action, Actions, Kind, ServerState, TxnId};
 
+use crate::best_response::Decision;
+
 use super::*;
 
 impl ProxyCore {
@@ -163,6 +165,19 @@ impl ProxyCore {
         let Some(ctx) = self.table.get_mut(id) else {
             return;
         };
+        match ctx.responses.on_response(0, status) {
+            Decision::Forward | Decision::ForwardAndCancelOthers => {}
+            Decision::SendBest { status: best, .. } if best == status => {}
+            Decision::SendBest { status: best, .. } => {
+                // §16.7 step 6: a 503 from the only branch goes upstream as a 500 of our own.
+                ctx.timer_c = None;
+                let waited = now.saturating_duration_since(ctx.received);
+                self.latency.record_final(waited);
+                self.answer_from_forwarded(now, id, best);
+                return;
+            }
+            Decision::Drop | Decision::Hold | Decision::HoldAndCancelOthers => return,
+        }
         let first_final = status >= 200 && ctx.server.state() != ServerState::Accepted;
         let Ok(actions) = ctx.server.send_response(status, now) else {
             return;
