@@ -70,45 +70,55 @@ pub(crate) struct Shard {
     shared_fd: RawFd,
     own_fd: RawFd,
     send_errors: u64,
-    tcp_out: Vec<(SocketAddr, tcp::Outgoing)>,
+    /// Connections registered while routing, opened once the shard is released.
+    tcp_opened: Vec<tcp::NewConnection>,
+    /// Transactions whose TCP message could not be queued.
+    tcp_failed: Vec<txn::TxnId>,
 }
 
 impl Shard {
-    /// Sends what the proxy produced: UDP in batches now, TCP to its connection's queue.
-    /// A message that cannot be queued fails its transaction, which may produce more.
+    /// Sends what the proxy produced: UDP in batches now, TCP into its connection's
+    /// queue. A message that cannot be queued fails its transaction, which may produce
+    /// more.
     pub(crate) fn route(shard: &Rc<RefCell<Self>>) {
         for _ in 0..4 {
-            let mut tcp_out = {
+            let (mut opened, mut failed) = {
                 let mut guard = shard.borrow_mut();
                 let s = &mut *guard;
                 for (t, bytes) in s.core.transmits() {
                     match (t.protocol, t.socket) {
                         (Protocol::Udp, Socket::Shared) => s.to_shared.push(t.to, bytes),
                         (Protocol::Udp, Socket::Own) => s.to_own.push(t.to, bytes),
-                        (Protocol::Tcp, _) => s.tcp_out.push((t.to, (bytes.to_vec(), t.client))),
+                        (Protocol::Tcp, _) => match s.connections.queue(t.to, bytes, t.client) {
+                            Ok(None) => {}
+                            Ok(Some(opened)) => s.tcp_opened.push(opened),
+                            Err(client) => s.tcp_failed.extend(client),
+                        },
                     }
                 }
                 s.core.clear_transmits();
                 let failed = s.to_shared.flush(s.shared_fd, |_, _| {}).failed
                     + s.to_own.flush(s.own_fd, |_, _| {}).failed;
                 s.send_errors += failed as u64;
-                std::mem::take(&mut s.tcp_out)
+                (
+                    std::mem::take(&mut s.tcp_opened),
+                    std::mem::take(&mut s.tcp_failed),
+                )
             };
-            if tcp_out.is_empty() {
-                return;
+            for connection in opened.drain(..) {
+                tcp::open(shard, connection);
             }
-            let failed: Vec<_> = tcp_out
-                .drain(..)
-                .filter_map(|(to, message)| tcp::send(shard, to, message))
-                .collect();
             let mut s = shard.borrow_mut();
-            s.tcp_out = tcp_out;
-            if failed.is_empty() {
-                return;
-            }
+            s.tcp_opened = opened;
+            let done = failed.is_empty();
             let now = Instant::now();
-            for client in failed {
+            for &client in &failed {
                 s.core.on_send_error(now, client);
+            }
+            failed.clear();
+            s.tcp_failed = failed;
+            if done {
+                return;
             }
         }
     }
@@ -145,7 +155,8 @@ pub(crate) async fn run(
         shared_fd: shared.as_raw_fd(),
         own_fd: own.as_raw_fd(),
         send_errors: 0,
-        tcp_out: Vec::new(),
+        tcp_opened: Vec::new(),
+        tcp_failed: Vec::new(),
     }));
     glommio::spawn_local(tcp::accept_loop(listener, Rc::clone(&shard))).detach();
     let shared_wait = waiter(&shared);

@@ -11,20 +11,17 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::channels::local_channel::{self, LocalSender};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use sip::{Deframer, Frame};
 use txn::TxnId;
 
 use crate::shard::Shard;
 
-/// Messages waiting for one connection's writer.
-const QUEUE: usize = 1024;
+/// Bytes waiting for one connection's writer before new messages fail their transactions.
+const QUEUE_LIMIT: usize = 1 << 20;
 /// How long a connect may take before the transactions waiting on it fail with 503.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One message for a connection, with the client transaction to fail if it cannot go.
-pub(crate) type Outgoing = (Vec<u8>, Option<TxnId>);
 
 /// The connections of one core.
 #[derive(Default)]
@@ -35,12 +32,93 @@ pub(crate) struct Connections {
 
 struct Connection {
     id: u64,
-    queue: LocalSender<Outgoing>,
+    outbound: Rc<Outbound>,
+    /// Rung when bytes are queued; the writer sleeps on the other end. Dropping it (the
+    /// connection leaves the map) ends the writer.
+    doorbell: LocalSender<()>,
+}
+
+/// What waits to be written on one connection. Messages are appended to one buffer that
+/// the writer swaps for its own, so queueing and writing reuse two buffers and allocate
+/// nothing once they have grown to the connection's burst size.
+#[derive(Default)]
+struct Outbound {
+    pending: RefCell<Vec<u8>>,
+    /// Transactions whose requests wait for the connection to open, failed if it does not.
+    awaiting_connect: RefCell<Vec<TxnId>>,
+    connected: std::cell::Cell<bool>,
+}
+
+/// A connection to open, found while the shard was borrowed.
+pub(crate) struct NewConnection {
+    peer: SocketAddr,
+    id: u64,
+    outbound: Rc<Outbound>,
+    doorbell: LocalReceiver<()>,
 }
 
 impl Connections {
     pub(crate) fn len(&self) -> usize {
         self.by_peer.len()
+    }
+
+    fn register(&mut self, peer: SocketAddr, connected: bool) -> NewConnection {
+        let (sender, receiver) = local_channel::new_bounded(1);
+        let outbound = Rc::new(Outbound::default());
+        outbound.connected.set(connected);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_peer.insert(
+            peer,
+            Connection {
+                id,
+                outbound: Rc::clone(&outbound),
+                doorbell: sender,
+            },
+        );
+        NewConnection {
+            peer,
+            id,
+            outbound,
+            doorbell: receiver,
+        }
+    }
+
+    /// Queues `bytes` for `peer`. With no connection to `peer`, registers one and returns
+    /// it to be opened once the shard is released. `Err` carries the transaction to fail
+    /// when the queue is full.
+    pub(crate) fn queue(
+        &mut self,
+        peer: SocketAddr,
+        bytes: &[u8],
+        client: Option<TxnId>,
+    ) -> Result<Option<NewConnection>, Option<TxnId>> {
+        let opened = if self.by_peer.contains_key(&peer) {
+            None
+        } else {
+            Some(self.register(peer, false))
+        };
+        let connection = self.by_peer.get(&peer).expect("registered above");
+        let outbound = &connection.outbound;
+        {
+            let mut pending = outbound.pending.borrow_mut();
+            if pending.len() + bytes.len() > QUEUE_LIMIT {
+                return Err(client);
+            }
+            pending.extend_from_slice(bytes);
+        }
+        if !outbound.connected.get() {
+            outbound.awaiting_connect.borrow_mut().extend(client);
+        }
+        // Full means a ring is already waiting: the writer will see these bytes too.
+        let _ = connection.doorbell.try_send(());
+        Ok(opened)
+    }
+
+    fn unregister(&mut self, peer: SocketAddr, id: u64) {
+        if self.by_peer.get(&peer).is_some_and(|c| c.id == id) {
+            self.by_peer.remove(&peer);
+        }
     }
 }
 
@@ -53,8 +131,8 @@ pub(crate) async fn accept_loop(listener: TcpListener, shard: Rc<RefCell<Shard>>
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let (id, queue) = register(&shard, peer);
-                glommio::spawn_local(run_connection(stream, peer, id, queue, Rc::clone(&shard)))
+                let connection = shard.borrow_mut().connections.register(peer, true);
+                glommio::spawn_local(run_connection(stream, connection, Rc::clone(&shard)))
                     .detach();
             }
             Err(_) => glommio::timer::sleep(Duration::from_millis(10)).await,
@@ -62,68 +140,28 @@ pub(crate) async fn accept_loop(listener: TcpListener, shard: Rc<RefCell<Shard>>
     }
 }
 
-fn register(
-    shard: &Rc<RefCell<Shard>>,
-    peer: SocketAddr,
-) -> (u64, local_channel::LocalReceiver<Outgoing>) {
-    let (sender, receiver) = local_channel::new_bounded(QUEUE);
-    let mut s = shard.borrow_mut();
-    let conns = &mut s.connections;
-    let id = conns.next_id;
-    conns.next_id += 1;
-    conns.by_peer.insert(peer, Connection { id, queue: sender });
-    (id, receiver)
+/// Opens a connection registered by [`Connections::queue`].
+pub(crate) fn open(shard: &Rc<RefCell<Shard>>, connection: NewConnection) {
+    glommio::spawn_local(connect_then_run(connection, Rc::clone(shard))).detach();
 }
 
-fn unregister(shard: &Rc<RefCell<Shard>>, peer: SocketAddr, id: u64) {
-    let mut s = shard.borrow_mut();
-    if s.connections.by_peer.get(&peer).is_some_and(|c| c.id == id) {
-        s.connections.by_peer.remove(&peer);
-    }
-}
-
-/// Queues `message` for `peer`, opening a connection when there is none (the queue holds
-/// it until the connection is up). Returns the transaction to fail when the queue is full.
-pub(crate) fn send(
-    shard: &Rc<RefCell<Shard>>,
-    peer: SocketAddr,
-    message: Outgoing,
-) -> Option<TxnId> {
-    let client = message.1;
-    let connected = shard.borrow().connections.by_peer.contains_key(&peer);
-    if !connected {
-        let (id, queue) = register(shard, peer);
-        glommio::spawn_local(connect_then_run(peer, id, queue, Rc::clone(shard))).detach();
-    }
-    let queued = shard
-        .borrow()
-        .connections
-        .by_peer
-        .get(&peer)
-        .is_some_and(|c| c.queue.try_send(message).is_ok());
-    if queued { None } else { client }
-}
-
-async fn connect_then_run(
-    peer: SocketAddr,
-    id: u64,
-    queue: local_channel::LocalReceiver<Outgoing>,
-    shard: Rc<RefCell<Shard>>,
-) {
+async fn connect_then_run(connection: NewConnection, shard: Rc<RefCell<Shard>>) {
+    let peer = connection.peer;
     let connected =
         glommio::timer::timeout(CONNECT_TIMEOUT, async { TcpStream::connect(peer).await }).await;
     match connected {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
-            run_connection(stream, peer, id, queue, shard).await;
+            connection.outbound.connected.set(true);
+            connection.outbound.awaiting_connect.borrow_mut().clear();
+            run_connection(stream, connection, shard).await;
         }
         Err(_) => {
-            unregister(&shard, peer, id);
-            let mut failed = Vec::new();
-            while let Some(Some((_, client))) = futures_lite::future::poll_once(queue.recv()).await
-            {
-                failed.extend(client);
-            }
+            shard
+                .borrow_mut()
+                .connections
+                .unregister(peer, connection.id);
+            let failed = std::mem::take(&mut *connection.outbound.awaiting_connect.borrow_mut());
             let now = Instant::now();
             for client in failed {
                 shard.borrow_mut().core.on_send_error(now, client);
@@ -133,19 +171,25 @@ async fn connect_then_run(
     }
 }
 
-async fn run_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    id: u64,
-    queue: local_channel::LocalReceiver<Outgoing>,
-    shard: Rc<RefCell<Shard>>,
-) {
+async fn run_connection(stream: TcpStream, connection: NewConnection, shard: Rc<RefCell<Shard>>) {
+    let NewConnection {
+        peer,
+        id,
+        outbound,
+        doorbell,
+    } = connection;
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let writing = glommio::spawn_local(async move {
-        while let Some((bytes, _)) = queue.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
+        let mut batch = Vec::with_capacity(16 * 1024);
+        while doorbell.recv().await.is_some() {
+            std::mem::swap(&mut batch, &mut *outbound.pending.borrow_mut());
+            if batch.is_empty() {
+                continue;
+            }
+            if writer.write_all(&batch).await.is_err() {
                 return;
             }
+            batch.clear();
         }
     })
     .detach();
@@ -177,7 +221,11 @@ async fn run_connection(
                     Shard::route(&shard);
                 }
                 Ok(Frame::Ping) => {
-                    let _ = send(&shard, peer, (b"\r\n".to_vec(), None));
+                    // RFC 5626 keep-alive: answer the CRLFCRLF ping with a CRLF pong.
+                    let queued = shard.borrow_mut().connections.queue(peer, b"\r\n", None);
+                    if let Ok(Some(opened)) = queued {
+                        open(&shard, opened);
+                    }
                 }
                 Ok(Frame::Pong) => {}
                 Ok(Frame::NeedMore) => break,
@@ -196,6 +244,6 @@ async fn run_connection(
         buf.drain(..start);
         filled = buf.len();
     }
-    unregister(&shard, peer, id);
+    shard.borrow_mut().connections.unregister(peer, id);
     drop(writing);
 }
