@@ -25,26 +25,41 @@ fn invite(target: &str, via: &str, branch: &str) -> String {
 }
 
 fn status_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).lines().next().unwrap_or("").to_owned()
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 #[test]
 fn a_next_hop_that_refuses_tcp_gets_the_caller_a_503() {
     let proxy = start_proxy();
     // A port nothing listens on.
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
     uac.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let via = format!("UDP {}", uac.local_addr().unwrap());
     let target = format!("{closed};transport=tcp");
-    uac.send_to(invite(&target, &via, "z9hG4bK-refused").as_bytes(), proxy.listen).unwrap();
+    uac.send_to(
+        invite(&target, &via, "z9hG4bK-refused").as_bytes(),
+        proxy.listen,
+    )
+    .unwrap();
     let mut buf = [0u8; 4096];
     let mut statuses = Vec::new();
     while !statuses.iter().any(|s: &String| !s.contains(" 100 ")) {
         let (n, _) = uac.recv_from(&mut buf).expect("an answer within 10 s");
         statuses.push(status_line(&buf[..n]));
     }
-    assert_eq!(statuses.last().unwrap(), "SIP/2.0 503 Service Unavailable", "{statuses:?}");
+    assert_eq!(
+        statuses.last().unwrap(),
+        "SIP/2.0 503 Service Unavailable",
+        "{statuses:?}"
+    );
 }
 
 #[test]
@@ -59,12 +74,17 @@ fn tcp_keepalive_ping_gets_a_pong_and_responses_use_the_same_connection() {
     assert_eq!(&pong, b"\r\n");
     // A request over TCP to a domain needing DNS is refused 503 on the same connection.
     let via = format!("TCP {}", uac.local_addr().unwrap());
-    uac.write_all(invite("example.com", &via, "z9hG4bK-tcp-503").as_bytes()).unwrap();
+    uac.write_all(invite("example.com", &via, "z9hG4bK-tcp-503").as_bytes())
+        .unwrap();
     let mut answer = Vec::new();
     let mut chunk = [0u8; 4096];
     while !String::from_utf8_lossy(&answer).contains(" 503 ") {
         let n = uac.read(&mut chunk).expect("an answer within 10 s");
-        assert!(n > 0, "connection closed: {}", String::from_utf8_lossy(&answer));
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&answer)
+        );
         answer.extend_from_slice(&chunk[..n]);
     }
 }
