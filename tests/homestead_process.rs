@@ -86,8 +86,13 @@ fn subscriber_body(n: usize) -> String {
 }
 
 /// Provisions subscribers from `tasks` concurrent clients until told to stop or a request
-/// fails; returns the numbers the server acknowledged.
-async fn provision_until_failure(prov: &str, tasks: usize, stop_after: usize) -> Vec<usize> {
+/// fails; returns the numbers the server acknowledged, and the failures (status and body)
+/// the server answered (a connection refused or reset is not an answer).
+async fn provision_until_failure(
+    prov: &str,
+    tasks: usize,
+    stop_after: usize,
+) -> (Vec<usize>, Vec<(u16, String)>) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -101,17 +106,42 @@ async fn provision_until_failure(prov: &str, tasks: usize, stop_after: usize) ->
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= stop_after {
-                    return acknowledged;
+                    return (acknowledged, None);
                 }
                 let url = format!("http://{prov}/subscribers/{n}%40example.com");
                 match client.put(url).body(subscriber_body(n)).send().await {
                     Ok(r) if r.status().is_success() => acknowledged.push(n),
-                    _ => return acknowledged,
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        return (
+                            acknowledged,
+                            Some((status, r.text().await.unwrap_or_default())),
+                        );
+                    }
+                    Err(_) => return (acknowledged, None),
                 }
             }
         });
     }
-    set.join_all().await.into_iter().flatten().collect()
+    let mut acknowledged = Vec::new();
+    let mut failures = Vec::new();
+    for (done, failure) in set.join_all().await {
+        acknowledged.extend(done);
+        failures.extend(failure);
+    }
+    (acknowledged, failures)
+}
+
+/// `PUT /subscribers/<user>@example.com` with one public identity and a password.
+async fn put_subscriber(prov: &str, user: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .put(format!("http://{prov}/subscribers/{user}%40example.com"))
+        .body(format!(
+            r#"{{"impus":["sip:{user}@example.com"],"password":"pw"}}"#
+        ))
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn subscriber_count(prov: &str) -> usize {
@@ -143,7 +173,7 @@ async fn kill_9_during_bulk_provisioning_loses_nothing_acknowledged() {
     cmd.arg("homestead").args(homestead_args(&data));
     let mut running = start(cmd);
     let prov = running.prov.clone();
-    let load = tokio::spawn(async move { provision_until_failure(&prov, 32, usize::MAX).await });
+    let load = tokio::spawn(async move { provision_until_failure(&prov, 32, usize::MAX).await.0 });
     // Kill mid-stream, once a good number of writes have been acknowledged.
     while subscriber_count(&running.prov).await < 300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -193,7 +223,7 @@ async fn full_disk_is_a_clear_error_and_loses_nothing_acknowledged() {
     .stderr(Stdio::piped())
     .env("WW_LOG", "error");
     let limited = start(cmd);
-    let acknowledged = provision_until_failure(&limited.prov, 8, 200_000).await;
+    let (acknowledged, failures) = provision_until_failure(&limited.prov, 8, 200_000).await;
     assert!(
         !acknowledged.is_empty(),
         "nothing was written before the disk filled"
@@ -203,19 +233,21 @@ async fn full_disk_is_a_clear_error_and_loses_nothing_acknowledged() {
         "the file-size limit never bit"
     );
 
-    // The refusal says why.
-    let r = reqwest::Client::new()
-        .put(format!(
-            "http://{}/subscribers/late%40example.com",
-            limited.prov
-        ))
-        .body(r#"{"impus":["sip:late@example.com"],"password":"pw"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_server_error(), "{}", r.status());
+    // The write that hit the limit is a store error (502) naming the cause.
+    assert!(
+        failures
+            .iter()
+            .any(|(status, body)| *status == 502 && body.contains("File too large")),
+        "{failures:?}"
+    );
+    // Later writes are refused too, naming the first failure and what to do.
+    let r = put_subscriber(&limited.prov, "late").await;
+    assert_eq!(r.status(), 503);
     let reason = r.text().await.unwrap();
-    assert!(reason.contains("store"), "unclear error: {reason}");
+    assert!(
+        reason.contains("File too large") && reason.contains("free disk space"),
+        "unclear error: {reason}"
+    );
     drop(limited);
 
     let mut cmd = whitewater();
@@ -377,15 +409,7 @@ async fn unreachable_scylla_cluster_gets_503_with_the_reason_and_ping_answers() 
         reason.contains("ScyllaDB") && reason.contains(&dead.to_string()),
         "{reason}"
     );
-    let put = reqwest::Client::new()
-        .put(format!(
-            "http://{}/subscribers/alice%40example.com",
-            running.prov
-        ))
-        .body(r#"{"impus":["sip:alice@example.com"],"password":"pw"}"#)
-        .send()
-        .await
-        .unwrap();
+    let put = put_subscriber(&running.prov, "alice").await;
     assert_eq!(put.status(), 503, "a write is refused, not acknowledged");
     drop(running);
     let _ = std::fs::remove_dir_all(&data);

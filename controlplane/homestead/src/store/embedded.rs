@@ -127,25 +127,48 @@ fn prepare_schema(db: &Database) -> Result<(), StoreError> {
 }
 
 fn write_loop(db: &Database, queue: &mpsc::Receiver<Job>) {
+    // After an I/O error redb refuses every later write with "Previous I/O error
+    // occurred"; the first error is what the operator needs to see.
+    let mut first_failure: Option<String> = None;
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         group.extend(queue.try_iter());
-        commit_group(db, group);
+        if let Err(e) = commit_group(db, group, first_failure.as_deref()) {
+            first_failure.get_or_insert(e);
+        }
     }
 }
 
 /// Applies every job of the group in one transaction and commits it. Writes fail only on
 /// storage errors (disk full, I/O), which would fail the commit too: then the whole group
 /// is answered with the error and none of it was acknowledged.
-fn commit_group(db: &Database, group: Vec<Job>) {
+fn commit_group(db: &Database, group: Vec<Job>, earlier: Option<&str>) -> Result<(), String> {
+    let fail = |group: Vec<Job>, error: StoreError| {
+        let error = match (earlier, &error) {
+            (Some(cause), StoreError::Backend(text)) if text.contains("Previous I/O error") => {
+                StoreError::Unavailable(format!(
+                    "writes are refused since an earlier write failed ({cause}); free disk \
+                     space and restart Homestead"
+                ))
+            }
+            _ => error,
+        };
+        let text = match &error {
+            StoreError::Backend(t) | StoreError::Unavailable(t) | StoreError::Timeout(t) => {
+                t.clone()
+            }
+        };
+        fail_all(group, &error);
+        Err(text)
+    };
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
-        Err(e) => return fail_all(group, &backend(e)),
+        Err(e) => return fail(group, backend(e)),
     };
     // redb's default, pinned: a commit returns only once it is fsynced, which is what an
     // acknowledgement promises.
     if let Err(e) = txn.set_durability(redb::Durability::Immediate) {
-        return fail_all(group, &backend(e));
+        return fail(group, backend(e));
     }
     let mut swapped = Vec::with_capacity(group.len());
     for job in &group {
@@ -157,11 +180,11 @@ fn commit_group(db: &Database, group: Vec<Job>) {
         };
         match outcome {
             Ok(s) => swapped.push(s),
-            Err(e) => return fail_all(group, &e),
+            Err(e) => return fail(group, e),
         }
     }
     if let Err(e) = txn.commit() {
-        return fail_all(group, &backend(e));
+        return fail(group, backend(e));
     }
     for (job, swapped) in group.into_iter().zip(swapped) {
         match job {
@@ -169,12 +192,12 @@ fn commit_group(db: &Database, group: Vec<Job>) {
             Job::CompareAndSetSqn { reply, .. } => drop(reply.send(Ok(swapped))),
         }
     }
+    Ok(())
 }
 
 fn fail_all(group: Vec<Job>, error: &StoreError) {
-    let message = error.to_string();
     for job in group {
-        let e = StoreError::Backend(message.clone());
+        let e = error.clone();
         match job {
             Job::Apply(_, reply) => drop(reply.send(Err(e))),
             Job::CompareAndSetSqn { reply, .. } => drop(reply.send(Err(e))),

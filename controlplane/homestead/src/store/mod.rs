@@ -22,7 +22,7 @@ use crate::model::{PrivateIdentity, PublicIndex, Registration, RegistrationSet};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Why a store operation failed. Each kind maps to one HTTP status of Clearwater's API.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// No replica could take the request (nodes down, not enough replicas for the
     /// consistency level, store not yet reachable): 503.
