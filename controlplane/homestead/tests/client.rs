@@ -198,3 +198,38 @@ fn unreachable_homestead_is_unavailable_not_not_found() {
         },
     );
 }
+
+#[test]
+fn a_core_keeps_working_while_a_lookup_is_pending() {
+    let plane = control_plane();
+    // A Homestead that accepts connections and never answers: the lookup stays pending
+    // until the client's timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap();
+    let slow = HomesteadClient::http(
+        plane.runtime.clone(),
+        &format!("http://{address}"),
+        Duration::from_millis(800),
+    )
+    .unwrap();
+    let (ticks, outcome) = on_glommio(async move || {
+        let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let counter = std::rc::Rc::clone(&ticks);
+        let lookup = glommio::spawn_local(async move {
+            slow.auth_vector(request("sip:alice@example.com")).await
+        });
+        // Other work on the same core runs while the lookup waits.
+        for _ in 0..20 {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            counter.set(counter.get() + 1);
+        }
+        let outcome = lookup.await;
+        (ticks.get(), outcome)
+    });
+    drop(silent);
+    assert_eq!(ticks, 20, "the core was blocked by the lookup");
+    assert!(
+        matches!(outcome, Err(LookupError::Store(StoreError::Timeout(_)))),
+        "{outcome:?}"
+    );
+}
