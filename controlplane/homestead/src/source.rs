@@ -14,7 +14,7 @@ use crate::model::{
     ChargingAddresses, PrivateIdentity, PublicIndex, Registration, RegistrationSet,
     RegistrationState,
 };
-use crate::store::{StoreError, SubscriberStore, Write};
+use crate::store::{StoreError, SubscriberStore};
 use crate::xml;
 
 /// The authentication scheme asked for by the URL (`/av`, `/av/digest`, `/av/aka`,
@@ -391,45 +391,70 @@ impl SubscriberSource for LocalSource {
                 "private identity {impi} may not register {impu}"
             )));
         }
-        let before = self.store.registration(set.id).await?.unwrap_or_default();
-        let mut after = before.clone();
-        let previous = match request {
-            RegDataRequest::Register => {
-                after.state = RegistrationState::Registered;
-                after.server_name = server_name.map(str::to_owned).or(after.server_name);
-                after.private_id = private_id.map(str::to_owned).or(after.private_id);
-                Some(before.state)
+        for _ in 0..REGISTRATION_ATTEMPTS {
+            let stored = self.store.registration(set.id).await?;
+            let (after, previous) = transition(
+                impu,
+                request,
+                stored.clone().unwrap_or_default(),
+                server_name,
+                private_id,
+            )?;
+            let new = (after != Registration::default()).then_some(&after);
+            if stored.as_ref() == new
+                || self
+                    .store
+                    .compare_and_set_registration(set.id, stored.as_ref(), new)
+                    .await?
+            {
+                return Ok(self.render(&set, &after, previous, private_id));
             }
-            RegDataRequest::Call => {
-                if before.state == RegistrationState::NotRegistered {
-                    after.state = RegistrationState::Unregistered;
-                    after.server_name = server_name.map(str::to_owned);
-                }
-                Some(before.state)
-            }
-            RegDataRequest::DeregUser
-            | RegDataRequest::DeregAdmin
-            | RegDataRequest::DeregTimeout => {
-                if before.state == RegistrationState::NotRegistered {
-                    return Err(LookupError::BadRequest(format!(
-                        "{impu} is not registered, so it cannot be deregistered"
-                    )));
-                }
-                after = Registration::default();
-                None
-            }
-            RegDataRequest::DeregAuthFailed | RegDataRequest::DeregAuthTimeout => None,
-        };
-        if after != before {
-            let write = if after == Registration::default() {
-                Write::DeleteRegistration(set.id)
-            } else {
-                Write::PutRegistration(set.id, after.clone())
-            };
-            self.store.apply(vec![write]).await?;
         }
-        Ok(self.render(&set, &after, previous, private_id))
+        Err(StoreError::Unavailable(format!(
+            "registration state of {impu} is contended; try again"
+        ))
+        .into())
     }
+}
+
+/// Attempts at a registration-state update before reporting contention as unavailability.
+const REGISTRATION_ATTEMPTS: usize = 16;
+
+/// The registration state after `request`, and the previous state to report.
+fn transition(
+    impu: &str,
+    request: RegDataRequest,
+    before: Registration,
+    server_name: Option<&str>,
+    private_id: Option<&str>,
+) -> Result<(Registration, Option<RegistrationState>), LookupError> {
+    let mut after = before.clone();
+    let previous = match request {
+        RegDataRequest::Register => {
+            after.state = RegistrationState::Registered;
+            after.server_name = server_name.map(str::to_owned).or(after.server_name);
+            after.private_id = private_id.map(str::to_owned).or(after.private_id);
+            Some(before.state)
+        }
+        RegDataRequest::Call => {
+            if before.state == RegistrationState::NotRegistered {
+                after.state = RegistrationState::Unregistered;
+                after.server_name = server_name.map(str::to_owned);
+            }
+            Some(before.state)
+        }
+        RegDataRequest::DeregUser | RegDataRequest::DeregAdmin | RegDataRequest::DeregTimeout => {
+            if before.state == RegistrationState::NotRegistered {
+                return Err(LookupError::BadRequest(format!(
+                    "{impu} is not registered, so it cannot be deregistered"
+                )));
+            }
+            after = Registration::default();
+            None
+        }
+        RegDataRequest::DeregAuthFailed | RegDataRequest::DeregAuthTimeout => None,
+    };
+    Ok((after, previous))
 }
 
 /// The id a new registration set or service profile gets.

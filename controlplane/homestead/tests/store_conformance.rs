@@ -53,6 +53,7 @@ fn set(id: Uuid, impi: &str, impus: &[&str]) -> RegistrationSet {
 async fn conformance(store: Arc<dyn SubscriberStore>, prefix: &str) {
     records_round_trip_and_batches_are_atomic(&*store, prefix).await;
     sqn_compare_and_set(&*store, prefix).await;
+    registration_compare_and_set(Arc::clone(&store)).await;
     concurrent_sqn_claims_never_repeat(Arc::clone(&store), prefix).await;
     listing_pages_visit_each_once(&*store, prefix).await;
     concurrent_batches_all_land(Arc::clone(&store), prefix).await;
@@ -148,6 +149,99 @@ async fn records_round_trip_and_batches_are_atomic(store: &dyn SubscriberStore, 
         store.registration(other).await.unwrap(),
         None,
         "registration outlived its set"
+    );
+}
+
+fn registered(server: &str) -> Registration {
+    Registration {
+        state: RegistrationState::Registered,
+        server_name: Some(server.into()),
+        private_id: None,
+    }
+}
+
+async fn registration_compare_and_set(store: Arc<dyn SubscriberStore>) {
+    let set = Uuid::new_v4();
+    let first = registered("sip:scscf-1");
+    assert!(
+        !store
+            .compare_and_set_registration(set, Some(&first), None)
+            .await
+            .unwrap(),
+        "absent is not `first`"
+    );
+    assert!(
+        store
+            .compare_and_set_registration(set, None, Some(&first))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .compare_and_set_registration(set, None, Some(&first))
+            .await
+            .unwrap(),
+        "present now"
+    );
+    let second = registered("sip:scscf-2");
+    assert!(
+        !store
+            .compare_and_set_registration(set, Some(&second), Some(&first))
+            .await
+            .unwrap(),
+        "stale current"
+    );
+    assert!(
+        store
+            .compare_and_set_registration(set, Some(&first), Some(&second))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.registration(set).await.unwrap(), Some(second.clone()));
+    assert!(
+        store
+            .compare_and_set_registration(set, Some(&second), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.registration(set).await.unwrap(), None);
+    assert!(
+        store
+            .compare_and_set_registration(set, None, None)
+            .await
+            .unwrap()
+    );
+
+    // Concurrent read-modify-write increments lose nothing.
+    let counter = Uuid::new_v4();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let mut done = 0;
+            while done < 25 {
+                let current = store.registration(counter).await.unwrap();
+                let n: u32 = current
+                    .as_ref()
+                    .and_then(|r| r.server_name.as_deref())
+                    .map_or(0, |s| s.parse().unwrap());
+                let next = registered(&(n + 1).to_string());
+                if store
+                    .compare_and_set_registration(counter, current.as_ref(), Some(&next))
+                    .await
+                    .unwrap()
+                {
+                    done += 1;
+                }
+            }
+        });
+    }
+    tasks.join_all().await;
+    let last = store.registration(counter).await.unwrap().unwrap();
+    assert_eq!(
+        last.server_name.as_deref(),
+        Some("200"),
+        "an update was lost"
     );
 }
 

@@ -154,6 +154,17 @@ impl SubscriberStore for CachedStore {
         result
     }
 
+    async fn compare_and_set_registration(
+        &self,
+        set: Uuid,
+        current: Option<&Registration>,
+        new: Option<&Registration>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .compare_and_set_registration(set, current, new)
+            .await
+    }
+
     async fn sqn(&self, impi: &str) -> Result<u64, StoreError> {
         self.inner.sqn(impi).await
     }
@@ -226,6 +237,14 @@ mod tests {
                 }
             }
             Ok(())
+        }
+        async fn compare_and_set_registration(
+            &self,
+            _: Uuid,
+            _: Option<&Registration>,
+            _: Option<&Registration>,
+        ) -> Result<bool, StoreError> {
+            Ok(true)
         }
         async fn sqn(&self, _: &str) -> Result<u64, StoreError> {
             Ok(0)

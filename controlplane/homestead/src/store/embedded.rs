@@ -35,6 +35,12 @@ enum Job {
         new: u64,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    CompareAndSetRegistration {
+        set: Uuid,
+        current: Option<Registration>,
+        new: Option<Registration>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
 }
 
 /// redb-backed [`SubscriberStore`].
@@ -177,6 +183,9 @@ fn commit_group(db: &Database, group: Vec<Job>, earlier: Option<&str>) -> Result
             Job::CompareAndSetSqn {
                 impi, current, new, ..
             } => swap_sqn(&txn, impi, *current, *new),
+            Job::CompareAndSetRegistration {
+                set, current, new, ..
+            } => swap_registration(&txn, *set, current.as_ref(), new.as_ref()),
         };
         match outcome {
             Ok(s) => swapped.push(s),
@@ -189,7 +198,9 @@ fn commit_group(db: &Database, group: Vec<Job>, earlier: Option<&str>) -> Result
     for (job, swapped) in group.into_iter().zip(swapped) {
         match job {
             Job::Apply(_, reply) => drop(reply.send(Ok(()))),
-            Job::CompareAndSetSqn { reply, .. } => drop(reply.send(Ok(swapped))),
+            Job::CompareAndSetSqn { reply, .. } | Job::CompareAndSetRegistration { reply, .. } => {
+                drop(reply.send(Ok(swapped)))
+            }
         }
     }
     Ok(())
@@ -200,7 +211,9 @@ fn fail_all(group: Vec<Job>, error: &StoreError) {
         let e = error.clone();
         match job {
             Job::Apply(_, reply) => drop(reply.send(Err(e))),
-            Job::CompareAndSetSqn { reply, .. } => drop(reply.send(Err(e))),
+            Job::CompareAndSetSqn { reply, .. } | Job::CompareAndSetRegistration { reply, .. } => {
+                drop(reply.send(Err(e)))
+            }
         }
     }
 }
@@ -280,6 +293,31 @@ fn swap_sqn(
     Ok(true)
 }
 
+fn swap_registration(
+    txn: &WriteTransaction,
+    set: Uuid,
+    current: Option<&Registration>,
+    new: Option<&Registration>,
+) -> Result<bool, StoreError> {
+    let mut t = txn.open_table(REGISTRATIONS).map_err(backend)?;
+    let stored = t
+        .get(set.as_u128())
+        .map_err(backend)?
+        .map(|v| v.value().to_vec());
+    let stored: Option<Registration> = stored
+        .map(|bytes| decode("registration", &set.to_string(), &bytes))
+        .transpose()?;
+    if stored.as_ref() != current {
+        return Ok(false);
+    }
+    match new {
+        Some(reg) => t.insert(set.as_u128(), encode(reg).as_slice()).map(drop),
+        None => t.remove(set.as_u128()).map(drop),
+    }
+    .map_err(backend)?;
+    Ok(true)
+}
+
 fn list_after<K>(
     txn: &redb::ReadTransaction,
     table: TableDefinition<K, &[u8]>,
@@ -355,6 +393,22 @@ impl SubscriberStore for EmbeddedStore {
 
     async fn apply(&self, batch: Vec<Write>) -> Result<(), StoreError> {
         self.submit(|reply| Job::Apply(batch, reply)).await
+    }
+
+    async fn compare_and_set_registration(
+        &self,
+        set: Uuid,
+        current: Option<&Registration>,
+        new: Option<&Registration>,
+    ) -> Result<bool, StoreError> {
+        let (current, new) = (current.cloned(), new.cloned());
+        self.submit(|reply| Job::CompareAndSetRegistration {
+            set,
+            current,
+            new,
+            reply,
+        })
+        .await
     }
 
     async fn sqn(&self, impi: &str) -> Result<u64, StoreError> {

@@ -64,6 +64,17 @@ pub trait SubscriberStore: Send + Sync + 'static {
     async fn registration(&self, set: Uuid) -> Result<Option<Registration>, StoreError>;
     async fn apply(&self, batch: Vec<Write>) -> Result<(), StoreError>;
 
+    /// Replaces the registration state of `set` only if it is still `current` (`None`:
+    /// no state stored); `new` of `None` deletes it. `false` when another Homestead changed
+    /// it first (the caller re-reads and retries). Comparison is by value, so a record
+    /// written by another version of Whitewater compares equal to what it decodes to.
+    async fn compare_and_set_registration(
+        &self,
+        set: Uuid,
+        current: Option<&Registration>,
+        new: Option<&Registration>,
+    ) -> Result<bool, StoreError>;
+
     /// The AKA sequence number last used for `impi` (0 when none was).
     async fn sqn(&self, impi: &str) -> Result<u64, StoreError>;
     /// Sets the sequence number to `new` only if it is still `current`; `false` when

@@ -88,6 +88,9 @@ struct Connected {
     delete_sqn: PreparedStatement,
     insert_sqn: PreparedStatement,
     update_sqn: PreparedStatement,
+    insert_registration_if_absent: PreparedStatement,
+    update_registration_if: PreparedStatement,
+    delete_registration_if: PreparedStatement,
     list_private_first: PreparedStatement,
     list_private_after: PreparedStatement,
     list_public_first: PreparedStatement,
@@ -294,6 +297,18 @@ async fn prepare(session: Session, config: &ScyllaConfig) -> Result<Connected, E
             "UPDATE {ks}.sqn SET sqn = ? WHERE impi = ? IF sqn = ?"
         ))
         .await?,
+        insert_registration_if_absent: p(format!(
+            "INSERT INTO {ks}.registrations (id, data) VALUES (?, ?) IF NOT EXISTS"
+        ))
+        .await?,
+        update_registration_if: p(format!(
+            "UPDATE {ks}.registrations SET data = ? WHERE id = ? IF data = ?"
+        ))
+        .await?,
+        delete_registration_if: p(format!(
+            "DELETE FROM {ks}.registrations WHERE id = ? IF data = ?"
+        ))
+        .await?,
         list_private_first: p(format!("SELECT impi FROM {ks}.private_ids LIMIT ?")).await?,
         list_private_after: p(format!(
             "SELECT impi FROM {ks}.private_ids WHERE token(impi) > token(?) LIMIT ?"
@@ -327,6 +342,21 @@ fn classify(e: ExecutionError) -> StoreError {
         | ExecutionError::EmptyPlan => StoreError::Unavailable(text),
         _ => StoreError::Backend(text),
     }
+}
+
+/// Whether a lightweight transaction applied. The first column of its result is
+/// `[applied]`; when it did not apply the current values follow, so the row is read
+/// untyped.
+fn applied(result: scylla::response::query_result::QueryResult) -> Result<bool, StoreError> {
+    let rows = result.into_rows_result().map_err(rows_error)?;
+    Ok(rows
+        .rows::<scylla::value::Row>()
+        .map_err(rows_error)?
+        .next()
+        .transpose()
+        .map_err(rows_error)?
+        .and_then(|row| row.columns.into_iter().next().flatten())
+        .is_some_and(|applied| applied == CqlValue::Boolean(true)))
 }
 
 fn rows_error(e: impl std::fmt::Display) -> StoreError {
@@ -505,18 +535,52 @@ impl SubscriberStore for ScyllaStore {
                 .await
         }
         .map_err(classify)?;
-        let rows = result.into_rows_result().map_err(rows_error)?;
-        // The first column of a lightweight transaction's result is `[applied]`; when it was
-        // not applied the current values follow, so the row is read untyped.
-        let applied = rows
-            .rows::<scylla::value::Row>()
-            .map_err(rows_error)?
-            .next()
-            .transpose()
-            .map_err(rows_error)?
-            .and_then(|row| row.columns.into_iter().next().flatten())
-            .is_some_and(|applied| applied == CqlValue::Boolean(true));
-        Ok(applied)
+        applied(result)
+    }
+
+    async fn compare_and_set_registration(
+        &self,
+        set: Uuid,
+        current: Option<&Registration>,
+        new: Option<&Registration>,
+    ) -> Result<bool, StoreError> {
+        let c = self.connected()?;
+        // Compare by value, then make the write conditional on the exact text read, so a
+        // row written by another version still compares as what it means.
+        let stored = c
+            .fetch_text(&c.get_registration, CqlValue::Uuid(set))
+            .await?;
+        let decoded: Option<Registration> = stored
+            .as_deref()
+            .map(|d| decode("registration", &set.to_string(), d.as_bytes()))
+            .transpose()?;
+        if decoded.as_ref() != current {
+            return Ok(false);
+        }
+        let id = CqlValue::Uuid(set);
+        let result = match (stored, new) {
+            (None, None) => return Ok(true),
+            (None, Some(reg)) => {
+                c.session
+                    .execute_unpaged(&c.insert_registration_if_absent, (id, json(reg)))
+                    .await
+            }
+            (Some(text), Some(reg)) => {
+                c.session
+                    .execute_unpaged(
+                        &c.update_registration_if,
+                        (json(reg), id, CqlValue::Text(text)),
+                    )
+                    .await
+            }
+            (Some(text), None) => {
+                c.session
+                    .execute_unpaged(&c.delete_registration_if, (id, CqlValue::Text(text)))
+                    .await
+            }
+        }
+        .map_err(classify)?;
+        applied(result)
     }
 
     async fn list_private_identities(
