@@ -47,6 +47,8 @@ struct Outbound {
     /// Transactions whose requests wait for the connection to open, failed if it does not.
     awaiting_connect: RefCell<Vec<TxnId>>,
     connected: std::cell::Cell<bool>,
+    /// The writer failed: nothing queued here would ever be written.
+    closed: std::cell::Cell<bool>,
 }
 
 /// A connection to open, found while the shard was borrowed.
@@ -93,6 +95,15 @@ impl Connections {
         bytes: &[u8],
         client: Option<TxnId>,
     ) -> Result<Option<NewConnection>, Option<TxnId>> {
+        // A connection whose writer failed is replaced by a new one rather than fed
+        // bytes that would never leave (their transactions would only time out).
+        if self
+            .by_peer
+            .get(&peer)
+            .is_some_and(|c| c.outbound.closed.get())
+        {
+            self.by_peer.remove(&peer);
+        }
         let opened = if self.by_peer.contains_key(&peer) {
             None
         } else {
@@ -187,6 +198,7 @@ async fn run_connection(stream: TcpStream, connection: NewConnection, shard: Rc<
                 continue;
             }
             if writer.write_all(&batch).await.is_err() {
+                outbound.closed.set(true);
                 return;
             }
             batch.clear();

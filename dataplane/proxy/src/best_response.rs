@@ -3,15 +3,18 @@
 //!
 //! - 101–199: forwarded at once (100 Trying is hop-by-hop and never forwarded).
 //! - 2xx: forwarded at once, and every other branch is cancelled; later 2xx (other
-//!   branches answering an INVITE before their CANCEL lands) are forwarded too.
+//!   branches answering an INVITE before their CANCEL lands, or a 2xx after a non-2xx
+//!   final already went upstream) are forwarded too (§16.7 step 5).
 //! - 6xx: held, and every other branch is cancelled; it wins over anything but a 2xx.
 //! - 3xx–5xx: held until every branch has a final response; then the best is sent: a
 //!   6xx if any, else one of the lowest class.
 //! - A best response of 503 is sent as 500: a 503 would tell the client that this proxy,
 //!   not just that destination, is unavailable (§16.7 step 6).
 //!
-//! A branch that times out or cannot be sent to counts as answering 408 or 503 itself
-//! (§16.7 step 3, §16.9).
+//! Answers the proxy generates itself (408 on Timer B or C, 503 when a branch cannot be
+//! sent to) do not pass through here: with one branch they go upstream as they are, the
+//! 503 meaning "this proxy could not reach the next hop". With several branches the core
+//! will record them here as that branch's final response (§16.9).
 
 /// Most branches one request forks to.
 pub const MAX_BRANCHES: usize = 16;
@@ -101,19 +104,12 @@ impl ResponseContext {
             101..=199 => Decision::Forward,
             200..=299 => {
                 self.finish(branch);
-                let first =
-                    !self.settled || self.best().is_none_or(|(_, s)| (200..300).contains(&s));
-                if !first {
-                    return Decision::Drop;
+                if self.settled {
+                    return Decision::Forward;
                 }
-                let was_settled = self.settled;
                 self.settled = true;
                 self.set_best(branch, status);
-                if was_settled {
-                    Decision::Forward
-                } else {
-                    Decision::ForwardAndCancelOthers
-                }
+                Decision::ForwardAndCancelOthers
             }
             _ => {
                 if self.is_finished(branch) {
@@ -174,6 +170,11 @@ mod tests {
             rc.on_response(0, 486),
             Decision::Drop,
             "a retransmission is not sent twice"
+        );
+        assert_eq!(
+            rc.on_response(0, 200),
+            Decision::Forward,
+            "a 2xx after a final still goes (§16.7 step 5)"
         );
     }
 

@@ -488,6 +488,23 @@ fn a_branch_silent_after_100_is_cancelled_then_answered_408() {
 }
 
 #[test]
+fn a_200_after_our_408_still_reaches_the_caller() {
+    // RFC 3261 §16.7 step 5: a 2xx to an INVITE is forwarded even after a final response.
+    let mut h = Harness::new();
+    let fwd = start_call(&mut h, &Request::invite().branch("z9hG4bK-inv-1"));
+    none(&h.send(UAS, &response_to(&fwd.bytes, 100, None, &[])));
+    h.advance(TIMER_C + secs(0.1));
+    let sent = h.advance(secs(32.2));
+    assert_upstream_response(find(&sent, UAC), 408);
+    // The callee answers late: its 200 goes upstream without our Via.
+    let late = response_to(&fwd.bytes, 200, Some("bob-late"), &[]);
+    let up = one(h.send(UAS, &late));
+    assert_upstream_response(&up, 200);
+    assert_eq!(up.vias(), [UAC_VIA]);
+    assert_eq!(up.to_tag().as_deref(), Some("bob-late"));
+}
+
+#[test]
 fn cancel_for_an_unknown_transaction_is_forwarded_statelessly() {
     let mut h = Harness::new();
     let cancel = Request::new("CANCEL", BOB).branch("z9hG4bK-nothing");

@@ -128,8 +128,16 @@ impl ProxyCore {
         let Some(client) = ctx.client.as_mut() else {
             return;
         };
+        let ended = client.is_terminated();
         let actions = client.on_response(status, now);
         if actions.is_empty() {
+            if ended && (200..300).contains(&status) && cseq.method == Method::Invite {
+                // A 2xx after this branch ended (our 408 went upstream on Timer B or C):
+                // it still goes upstream, or the callee is answered with no caller
+                // (§16.7 step 5; RFC 6026).
+                self.forward_response_stateless(msg);
+                return;
+            }
             self.stats.absorbed += 1;
         }
         self.apply_client(now, id, actions, Some(msg));
