@@ -77,6 +77,13 @@ pub(crate) struct HomesteadArgs {
         env = "WW_HOMESTEAD_MAX_IN_FLIGHT"
     )]
     max_in_flight: usize,
+    /// Milliseconds a Homestead request may take before it is answered 504.
+    #[arg(
+        long = "homestead-request-timeout-ms",
+        default_value_t = 5000,
+        env = "WW_HOMESTEAD_REQUEST_TIMEOUT_MS"
+    )]
+    request_timeout_ms: u64,
 }
 
 impl HomesteadArgs {
@@ -108,6 +115,7 @@ impl HomesteadArgs {
         config.charging.ecfs = self.ecfs.clone();
         config.default_realm = self.home_domain.clone();
         config.max_in_flight = self.max_in_flight;
+        config.request_timeout = Duration::from_millis(self.request_timeout_ms);
         config.demo = (demo > 0).then(|| DemoSubscribers {
             domain: self.home_domain.clone(),
             first: DEMO_FIRST_NUMBER,

@@ -319,3 +319,17 @@ async fn unknown_paths_are_404() {
             .expect_error(StatusCode::NOT_FOUND, "no such resource");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overloaded_homestead_answers_503_with_the_reason_on_both_apis() {
+    // No request may be in flight: every request is shed, as under overload.
+    let server = Server::start_with(|config| config.max_in_flight = 0).await;
+    server
+        .hs_get("/ping")
+        .await
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    server
+        .prov_get("/subscribers")
+        .await
+        .expect_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+}
