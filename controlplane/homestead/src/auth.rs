@@ -84,13 +84,12 @@ pub fn resync_sqn(keys: &AkaCredentials, resync_auth: &str) -> Result<u64, Resyn
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(resync_auth.trim())
         .map_err(|_| ResyncError::NotBase64)?;
-    let (rand, auts): ([u8; 16], [u8; 14]) = match bytes.len() {
-        30 => (
-            bytes[..16].try_into().expect("16 bytes"),
-            bytes[16..].try_into().expect("14 bytes"),
-        ),
-        n => return Err(ResyncError::WrongLength(n)),
+    let Ok::<[u8; 30], _>(blob) = bytes.as_slice().try_into() else {
+        return Err(ResyncError::WrongLength(bytes.len()));
     };
+    let (rand, auts) = blob.split_at(16);
+    let rand: [u8; 16] = std::array::from_fn(|i| rand[i]);
+    let auts: [u8; 14] = std::array::from_fn(|i| auts[i]);
     let mut m = Milenage::new_with_opc(keys.k, keys.opc);
     let ak_star = m.f5star(&rand);
     let mut sqn_ms = [0u8; 6];

@@ -280,11 +280,9 @@ impl SubscriberSource for LocalSource {
             realm: private.realm.clone(),
             qop: "auth".into(),
         });
-        let version = match (request.scheme, private.aka) {
-            (AuthScheme::Digest, _) | (AuthScheme::Unknown, _) if digest.is_some() => {
-                return Ok(digest.expect("checked"));
-            }
-            (AuthScheme::Digest, _) => {
+        let (keys, version) = match (request.scheme, private.aka, digest) {
+            (AuthScheme::Digest | AuthScheme::Unknown, _, Some(digest)) => return Ok(digest),
+            (AuthScheme::Digest, _, None) => {
                 return Err(LookupError::NotFound(format!(
                     "{} has no digest credentials",
                     request.impi
@@ -292,15 +290,16 @@ impl SubscriberSource for LocalSource {
             }
             // Clearwater without an HSS answers an AKA request for a digest-only
             // subscriber with the digest vector; so do we.
-            (_, None) => {
-                return digest.ok_or_else(|| {
-                    LookupError::NotFound(format!("{} has no credentials", request.impi))
-                });
+            (_, None, Some(digest)) => return Ok(digest),
+            (_, None, None) => {
+                return Err(LookupError::NotFound(format!(
+                    "{} has no credentials",
+                    request.impi
+                )));
             }
-            (AuthScheme::AkaV2, Some(_)) => 2,
-            (_, Some(_)) => 1,
+            (AuthScheme::AkaV2, Some(keys), _) => (keys, 2),
+            (_, Some(keys), _) => (keys, 1),
         };
-        let keys = private.aka.expect("matched Some above");
         let resync_from = match &request.resync_auth {
             Some(resync) if !resync.is_empty() => Some(
                 auth::resync_sqn(&keys, resync)
