@@ -4,26 +4,17 @@
 mod common;
 
 use base64::Engine as _;
-use common::{Server, enc, ha1, password_spec};
+use common::{
+    ALICE, ALICE_SIP, ALICE_TEL, BOB, BOB_SIP, PASSWORD, Server, enc, ha1, password_spec,
+    with_alice,
+};
 use milenage::Milenage;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-const ALICE: &str = "alice@example.com";
-const ALICE_SIP: &str = "sip:alice@example.com";
-const ALICE_TEL: &str = "tel:+15550001";
-const PASSWORD: &str = "correct horse";
-const BOB: &str = "bob@example.com";
-const BOB_SIP: &str = "sip:bob@example.com";
 /// TS 35.208 test set 1.
 const K: &str = "465b5ce8b199b49faa5f0a2ee238a6bc";
 const OPC: &str = "cd63cb71954a9f4e48a5994e37a02baf";
-
-async fn with_alice(server: &Server) {
-    server
-        .create_subscriber(ALICE, &password_spec(&[ALICE_SIP, ALICE_TEL], PASSWORD))
-        .await;
-}
 
 async fn with_aka_bob(server: &Server) {
     let spec = json!({ "impus": [BOB_SIP], "aka": { "k": K, "opc": OPC } });

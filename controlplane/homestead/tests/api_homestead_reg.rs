@@ -3,23 +3,13 @@
 
 mod common;
 
-use common::{IFC, SCSCF, Server, enc, password_spec};
+use common::{
+    ALICE, ALICE_SIP, ALICE_TEL, BOB, BOB_SIP, IFC, PASSWORD, SCSCF, Server, enc, password_spec,
+    with_alice,
+};
 use homestead::model::ChargingAddresses;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-const ALICE: &str = "alice@example.com";
-const ALICE_SIP: &str = "sip:alice@example.com";
-const ALICE_TEL: &str = "tel:+15550001";
-const PASSWORD: &str = "correct horse";
-const BOB: &str = "bob@example.com";
-const BOB_SIP: &str = "sip:bob@example.com";
-
-async fn with_alice(server: &Server) {
-    server
-        .create_subscriber(ALICE, &password_spec(&[ALICE_SIP, ALICE_TEL], PASSWORD))
-        .await;
-}
 
 async fn with_bob(server: &Server) {
     server

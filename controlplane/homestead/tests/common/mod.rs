@@ -361,3 +361,19 @@ pub(crate) async fn put_password(server: &Server, impi: &str, password: &str) {
         .await
         .expect_empty(StatusCode::OK);
 }
+
+// Fixtures shared by the Homestead API tests.
+
+pub(crate) const ALICE: &str = "alice@example.com";
+pub(crate) const ALICE_SIP: &str = "sip:alice@example.com";
+pub(crate) const ALICE_TEL: &str = "tel:+15550001";
+pub(crate) const PASSWORD: &str = "correct horse";
+pub(crate) const BOB: &str = "bob@example.com";
+pub(crate) const BOB_SIP: &str = "sip:bob@example.com";
+
+/// Alice: a digest subscriber with a SIP and a tel identity.
+pub(crate) async fn with_alice(server: &Server) {
+    server
+        .create_subscriber(ALICE, &password_spec(&[ALICE_SIP, ALICE_TEL], PASSWORD))
+        .await;
+}
