@@ -73,7 +73,7 @@ pub(crate) struct Shard {
     /// Connections registered while routing, opened once the shard is released.
     tcp_opened: Vec<tcp::NewConnection>,
     /// Transactions whose TCP message could not be queued.
-    tcp_failed: Vec<txn::TxnId>,
+    tcp_failed: Vec<proxy::ForkId>,
 }
 
 impl Shard {

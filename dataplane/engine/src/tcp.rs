@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
+use proxy::ForkId;
 use sip::{Deframer, Frame};
-use txn::TxnId;
 
 use crate::shard::Shard;
 
@@ -45,7 +45,7 @@ struct Connection {
 struct Outbound {
     pending: RefCell<Vec<u8>>,
     /// Transactions whose requests wait for the connection to open, failed if it does not.
-    awaiting_connect: RefCell<Vec<TxnId>>,
+    awaiting_connect: RefCell<Vec<ForkId>>,
     connected: std::cell::Cell<bool>,
     /// The writer failed: nothing queued here would ever be written.
     closed: std::cell::Cell<bool>,
@@ -93,8 +93,8 @@ impl Connections {
         &mut self,
         peer: SocketAddr,
         bytes: &[u8],
-        client: Option<TxnId>,
-    ) -> Result<Option<NewConnection>, Option<TxnId>> {
+        client: Option<ForkId>,
+    ) -> Result<Option<NewConnection>, Option<ForkId>> {
         // A connection whose writer failed is replaced by a new one rather than fed
         // bytes that would never leave (their transactions would only time out).
         if self

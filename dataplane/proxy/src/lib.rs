@@ -20,9 +20,11 @@ mod latency;
 mod overload;
 mod pool;
 mod route;
+pub mod router;
 mod stats;
 
-pub use crate::core::{Protocol, ProxyConfig, ProxyCore, Socket, Transmit};
+pub use crate::core::{ForkId, Protocol, ProxyConfig, ProxyCore, Socket, Transmit};
 pub use latency::Latency;
 pub use overload::{LoadMonitor, OverloadConfig};
+pub use router::{FollowRoute, Router, Routing, Target};
 pub use stats::{METHODS, Stats, class_index, method_index};

@@ -7,6 +7,8 @@ use arrayvec::ArrayVec;
 use sip::{BRANCH_COOKIE, Host, Message, Scheme, Uri};
 use txn::TxnId;
 
+use crate::core::ForkId;
+
 /// Longest branch this proxy writes.
 pub(crate) type Branch = ArrayVec<u8, 64>;
 
@@ -51,6 +53,20 @@ pub(crate) fn uri_target(uri: &Uri<'_>) -> Option<SocketAddr> {
     }
 }
 
+/// The transport a URI asks for: TCP with `transport=tcp`, else UDP.
+pub(crate) fn uri_protocol(uri: &Uri<'_>) -> crate::core::Protocol {
+    let tcp = uri
+        .params()
+        .get(b"transport")
+        .flatten()
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"tcp"));
+    if tcp {
+        crate::core::Protocol::Tcp
+    } else {
+        crate::core::Protocol::Udp
+    }
+}
+
 /// The loop-detection part of a branch (RFC 3261 §16.6 step 8): a hash of what changes
 /// when a request spirals rather than loops. The top Via is left out on purpose: a looped
 /// request arrives with another hop's Via on top, so including it would hide every loop.
@@ -78,14 +94,19 @@ fn push_hex(out: &mut Branch, value: u64, min_digits: u32) {
     }
 }
 
-/// `z9hG4bK` + loop hash + `.` + core + `.` + slot + `.` + generation: the transaction is
-/// found from the branch of a response without a hash lookup.
-pub(crate) fn stateful_branch(loop_hash: u64, core: u16, id: TxnId) -> Branch {
+/// `z9hG4bK` + loop hash + `.` + core + `.` + slot + `.` + generation + `.` + fork: the
+/// transaction and its branch are found from a response without a hash lookup.
+pub(crate) fn stateful_branch(loop_hash: u64, core: u16, id: TxnId, fork: u8) -> Branch {
     let (index, generation) = id.to_parts();
     let mut b = Branch::new();
     b.try_extend_from_slice(BRANCH_COOKIE).expect("fits");
     push_hex(&mut b, loop_hash, 16);
-    for part in [u64::from(core), u64::from(index), u64::from(generation)] {
+    for part in [
+        u64::from(core),
+        u64::from(index),
+        u64::from(generation),
+        u64::from(fork),
+    ] {
         b.push(b'.');
         push_hex(&mut b, part, 1);
     }
@@ -106,8 +127,8 @@ pub(crate) fn stateless_branch(msg: &Message<'_>) -> Branch {
     b
 }
 
-/// What a stateful branch says: the loop hash, the core, and the transaction handle.
-pub(crate) fn parse_stateful_branch(branch: &[u8]) -> Option<(u64, u16, TxnId)> {
+/// What a stateful branch says: the loop hash, the core, and the transaction's fork.
+pub(crate) fn parse_stateful_branch(branch: &[u8]) -> Option<(u64, u16, ForkId)> {
     let rest = branch.strip_prefix(BRANCH_COOKIE)?;
     let mut parts = rest.split(|&c| c == b'.');
     let mut next = |max: u64| -> Option<u64> {
@@ -126,10 +147,12 @@ pub(crate) fn parse_stateful_branch(branch: &[u8]) -> Option<(u64, u16, TxnId)> 
     let core = next(u64::from(u16::MAX))? as u16;
     let index = next(u64::from(u32::MAX))? as u32;
     let generation = next(u64::from(u32::MAX))? as u32;
-    parts
-        .next()
-        .is_none()
-        .then(|| (hash, core, TxnId::from_parts(index, generation)))
+    let fork = next(u64::from(u8::MAX))? as u8;
+    let id = ForkId {
+        txn: TxnId::from_parts(index, generation),
+        fork,
+    };
+    parts.next().is_none().then_some((hash, core, id))
 }
 
 /// A To tag for responses this proxy generates, stable across retransmissions of the
@@ -150,17 +173,19 @@ mod tests {
 
     #[test]
     fn stateful_branches_round_trip() {
-        let id = TxnId::from_parts(12345, 7);
-        let b = stateful_branch(0xdead_beef, 3, id);
+        let txn = TxnId::from_parts(12345, 7);
+        let b = stateful_branch(0xdead_beef, 3, txn, 2);
         assert_eq!(
             std::str::from_utf8(&b).expect("ascii"),
-            "z9hG4bK00000000deadbeef.3.3039.7"
+            "z9hG4bK00000000deadbeef.3.3039.7.2"
         );
+        let id = ForkId { txn, fork: 2 };
         assert_eq!(parse_stateful_branch(&b), Some((0xdead_beef, 3, id)));
         for bad in [
-            &b"z9hG4bKx.1.2.3"[..],
-            b"z9hG4bK1.2.3",
-            b"z9hG4bK1.2.3.4.5",
+            &b"z9hG4bKx.1.2.3.0"[..],
+            b"z9hG4bK1.2.3.4",
+            b"z9hG4bK1.2.3.4.100",
+            b"z9hG4bK1.2.3.4.5.6",
             b"1.2.3.4",
         ] {
             assert_eq!(parse_stateful_branch(bad), None);

@@ -8,20 +8,24 @@ use txn::{Action, ClientState, ClientTransaction, Kind, Transport, TxnId};
 use super::*;
 
 impl ProxyCore {
-    /// The forwarded request is needed only while the client transaction may retransmit
+    /// A forwarded request is needed only while its client transaction may retransmit
     /// it or build an ACK or CANCEL from it.
-    pub(super) fn release_request_if_unneeded(&mut self, id: TxnId) {
-        let Some(ctx) = self.table.get_mut(id) else {
+    pub(super) fn release_request_if_unneeded(&mut self, id: TxnId, fork: usize) {
+        let Some(f) = self
+            .table
+            .get_mut(id)
+            .and_then(|ctx| ctx.forks.get_mut(fork))
+        else {
             return;
         };
-        let needed = ctx.client.as_ref().is_some_and(|c| {
+        let needed = f.client.as_ref().is_some_and(|c| {
             matches!(
                 c.state(),
                 ClientState::Calling | ClientState::Trying | ClientState::Proceeding
             ) || (c.kind() == Kind::Invite && c.state() == ClientState::Completed)
         });
-        if !needed && ctx.request.capacity() > 0 {
-            let buf = std::mem::take(&mut ctx.request);
+        if !needed && f.request.capacity() > 0 {
+            let buf = std::mem::take(&mut f.request);
             self.pool.give(buf);
         }
     }
@@ -53,8 +57,11 @@ impl ProxyCore {
         if self.table.get(id).is_some_and(Context::is_done)
             && let Some(ctx) = self.table.remove(id)
         {
-            for buf in [ctx.request, ctx.response, ctx.cancel_request] {
-                self.pool.give(buf);
+            self.pool.give(ctx.response);
+            for f in ctx.forks {
+                for buf in [f.request, f.cancel_request, f.held] {
+                    self.pool.give(buf);
+                }
             }
         }
     }
@@ -71,91 +78,123 @@ impl ProxyCore {
                 continue;
             }
             ctx.scheduled = None;
-            if ctx.timer_c.is_some_and(|at| at <= now) {
-                self.on_timer_c(now, id);
-            }
-            let Some(ctx) = self.table.get_mut(id) else {
-                continue;
-            };
             let server = ctx.server.handle_timeout(now);
-            let client = ctx
-                .client
-                .as_mut()
-                .map(|c| c.handle_timeout(now))
-                .unwrap_or_default();
-            let cancel = ctx
-                .cancel
-                .as_mut()
-                .map(|c| c.handle_timeout(now))
-                .unwrap_or_default();
-            let retransmits = [&server, &client, &cancel]
-                .iter()
-                .flat_map(|a| a.iter())
-                .filter(|a| matches!(a, Action::SendRequest | Action::SendResponse))
-                .count();
-            self.stats.retransmissions += retransmits as u64;
+            let forks = ctx.forks.len();
+            self.count_retransmissions(&server);
             self.apply_server(now, id, server);
-            self.apply_client(now, id, client, None);
-            self.apply_cancel(now, id, cancel);
+            for fork in 0..forks {
+                self.on_fork_timers(now, id, fork);
+            }
             self.reschedule(now, id);
         }
         self.due = due;
     }
 
-    pub(super) fn on_timer_c(&mut self, now: Instant, id: TxnId) {
-        let Some(ctx) = self.table.get_mut(id) else {
+    fn on_fork_timers(&mut self, now: Instant, id: TxnId, fork: usize) {
+        let timer_c_due = self
+            .table
+            .get(id)
+            .and_then(|ctx| ctx.forks.get(fork))
+            .and_then(|f| f.timer_c)
+            .is_some_and(|at| at <= now);
+        if timer_c_due {
+            self.on_timer_c(now, id, fork);
+        }
+        let Some(f) = self
+            .table
+            .get_mut(id)
+            .and_then(|ctx| ctx.forks.get_mut(fork))
+        else {
             return;
         };
-        let ringing = ctx
+        let client = f
+            .client
+            .as_mut()
+            .map(|c| c.handle_timeout(now))
+            .unwrap_or_default();
+        let cancel = f
+            .cancel
+            .as_mut()
+            .map(|c| c.handle_timeout(now))
+            .unwrap_or_default();
+        self.count_retransmissions(&client);
+        self.count_retransmissions(&cancel);
+        self.apply_client(now, id, fork, client, None);
+        self.apply_cancel(now, id, fork, cancel);
+    }
+
+    fn count_retransmissions(&mut self, actions: &txn::Actions) {
+        let resent = actions
+            .iter()
+            .filter(|a| matches!(a, Action::SendRequest | Action::SendResponse))
+            .count();
+        self.stats.retransmissions += resent as u64;
+    }
+
+    pub(super) fn on_timer_c(&mut self, now: Instant, id: TxnId, fork: usize) {
+        let transaction_timeout = self.config.timers.transaction_timeout();
+        let Some(f) = self
+            .table
+            .get_mut(id)
+            .and_then(|ctx| ctx.forks.get_mut(fork))
+        else {
+            return;
+        };
+        let ringing = f
             .client
             .as_ref()
             .is_some_and(|c| c.state() == ClientState::Proceeding);
         if !ringing {
-            ctx.timer_c = None;
+            f.timer_c = None;
             return;
         }
-        if ctx.timer_c_fired {
-            // The CANCEL changed nothing: give up on the branch and answer upstream.
-            ctx.timer_c = None;
-            if let Some(client) = ctx.client.as_mut() {
+        if f.timer_c_fired {
+            // The CANCEL changed nothing: give up on the branch; it counts as a 408.
+            f.timer_c = None;
+            if let Some(client) = f.client.as_mut() {
                 let _ = client.on_transport_error();
             }
-            self.answer_from_forwarded(now, id, 408);
+            self.fork_failed(now, id, fork, 408);
             return;
         }
-        ctx.timer_c_fired = true;
-        ctx.timer_c = Some(now + self.config.timers.transaction_timeout());
-        if ctx.cancel.is_none() {
-            self.send_cancel(now, id);
+        f.timer_c_fired = true;
+        f.timer_c = Some(now + transaction_timeout);
+        if f.cancel.is_none() {
+            self.send_cancel(now, id, fork);
         }
     }
 
-    /// The transport could not send a request of the client transaction `id`.
-    pub fn on_send_error(&mut self, now: Instant, id: TxnId) {
-        let Some(ctx) = self.table.get_mut(id) else {
+    /// The transport could not send a request of the branch `id`.
+    pub fn on_send_error(&mut self, now: Instant, id: ForkId) {
+        let (txn, fork) = (id.txn, usize::from(id.fork));
+        let Some(f) = self
+            .table
+            .get_mut(txn)
+            .and_then(|ctx| ctx.forks.get_mut(fork))
+        else {
             return;
         };
-        let Some(client) = ctx.client.as_mut() else {
+        let Some(client) = f.client.as_mut() else {
             return;
         };
         let waiting = matches!(client.state(), ClientState::Calling | ClientState::Trying);
-        if ctx.udp_fallback && waiting && switch_via_to_udp(&mut ctx.request) {
+        if f.udp_fallback && waiting && switch_via_to_udp(&mut f.request) {
             // RFC 3261 §18.1.1: a request sent by TCP only for its size, whose TCP attempt
             // failed, is retried over UDP.
-            ctx.udp_fallback = false;
-            ctx.downstream_protocol = Protocol::Udp;
+            f.udp_fallback = false;
+            f.protocol = Protocol::Udp;
             let (client, actions) = ClientTransaction::start(
                 client.kind(),
                 Transport::Unreliable,
                 self.config.timers,
                 now,
             );
-            ctx.client = Some(client);
-            self.apply_client(now, id, actions, None);
+            f.client = Some(client);
+            self.apply_client(now, txn, fork, actions, None);
             return;
         }
         let actions = client.on_transport_error();
-        self.apply_client(now, id, actions, None);
+        self.apply_client(now, txn, fork, actions, None);
     }
 }
 

@@ -6,17 +6,19 @@ use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
 use sip::{Message, Method};
+use smallvec::SmallVec;
 use txn::{
     ClientTransaction, ServerTransaction, TimerConfig, TimerWheel, TransactionTable, Transport,
     TxnId,
 };
 
-use crate::best_response::ResponseContext;
+use crate::best_response::{MAX_BRANCHES, ResponseContext};
 use crate::build;
 use crate::latency::Latency;
 use crate::overload::{LoadMonitor, OverloadConfig};
 use crate::pool::BufferPool;
 use crate::route::{self, Branch, Identity};
+use crate::router::{FollowRoute, Router, Routing, Target};
 use crate::stats::{Stats, class_index, method_index};
 
 mod lifecycle;
@@ -70,8 +72,8 @@ pub struct Transmit {
     /// The destination.
     pub to: SocketAddr,
     range: Range<usize>,
-    /// The transaction whose request this is, so a send failure reaches it.
-    pub client: Option<TxnId>,
+    /// The branch whose request this is, so a send failure reaches it.
+    pub client: Option<ForkId>,
 }
 
 /// What one core's proxy needs to know.
@@ -102,48 +104,64 @@ impl ProxyConfig {
     }
 }
 
-/// Per-transaction state: the server side facing upstream and the client side facing the
-/// next hop. Buffers are released as soon as no retransmission can need them.
+/// One branch of a forwarded request, as the engine reports a send failure for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ForkId {
+    pub(crate) txn: TxnId,
+    pub(crate) fork: u8,
+}
+
+/// One branch of a forwarded request (§16.6): its client transaction, its CANCEL, and
+/// Timer C, which runs per branch.
 #[derive(Debug)]
-struct Context {
-    server: ServerTransaction,
-    upstream: SocketAddr,
-    upstream_protocol: Protocol,
+struct Fork {
     client: Option<ClientTransaction>,
     downstream: SocketAddr,
-    downstream_protocol: Protocol,
+    protocol: Protocol,
     /// The request went by TCP only because of its size; UDP is the fallback.
     udp_fallback: bool,
     branch: Branch,
     /// The request as forwarded (for retransmission, and to build ACK and CANCEL).
     request: Vec<u8>,
-    /// The latest response sent upstream (for retransmission).
-    response: Vec<u8>,
     cancel: Option<ClientTransaction>,
     cancel_request: Vec<u8>,
-    /// A CANCEL arrived before any provisional response: send it when one arrives (§9.1).
+    /// A CANCEL is wanted before any provisional response: send it when one arrives (§9.1).
     cancel_pending: bool,
-    scheduled: Option<Instant>,
-    /// Timer C (RFC 3261 §16.6 step 11): an INVITE that rings too long is cancelled, and
-    /// answered 408 if even the CANCEL brings no final response.
+    /// Timer C (RFC 3261 §16.6 step 11): a branch that rings too long is cancelled, and
+    /// counts as 408 if even the CANCEL brings no final response.
     timer_c: Option<Instant>,
     timer_c_fired: bool,
-    /// When the request reached the socket, for the latency histograms.
-    received: Instant,
-    provisional_sent: bool,
-    /// The request's slot in the per-method counters.
-    method: usize,
-    /// §16.7 response selection over the request's branches (one in this mode).
-    responses: ResponseContext,
+    /// This branch's final non-2xx response without our Via, held while other branches
+    /// are pending (§16.7 step 4); empty when the final was generated here.
+    held: Vec<u8>,
+    /// The status generated here for this branch (408 on timeout, 503 on a transport
+    /// error), 0 if none: sent as it is if it turns out to be the best.
+    local_status: u16,
 }
 
-impl Context {
+impl Fork {
+    fn new(target: &Target) -> Self {
+        Self {
+            client: None,
+            downstream: target.address,
+            protocol: target.protocol,
+            udp_fallback: target.udp_fallback,
+            branch: Branch::new(),
+            request: Vec::new(),
+            cancel: None,
+            cancel_request: Vec::new(),
+            cancel_pending: false,
+            timer_c: None,
+            timer_c_fired: false,
+            held: Vec::new(),
+            local_status: 0,
+        }
+    }
+
     fn is_done(&self) -> bool {
-        self.server.is_terminated()
-            && self
-                .client
-                .as_ref()
-                .is_none_or(ClientTransaction::is_terminated)
+        self.client
+            .as_ref()
+            .is_none_or(ClientTransaction::is_terminated)
             && self
                 .cancel
                 .as_ref()
@@ -152,7 +170,6 @@ impl Context {
 
     fn next_deadline(&self) -> Option<Instant> {
         [
-            self.server.poll_timeout(),
             self.client
                 .as_ref()
                 .and_then(ClientTransaction::poll_timeout),
@@ -164,6 +181,41 @@ impl Context {
         .into_iter()
         .flatten()
         .min()
+    }
+}
+
+/// Per-transaction state: the server side facing upstream and a branch per target.
+/// Buffers are released as soon as no retransmission can need them.
+#[derive(Debug)]
+struct Context {
+    server: ServerTransaction,
+    upstream: SocketAddr,
+    upstream_protocol: Protocol,
+    /// The latest response sent upstream (for retransmission).
+    response: Vec<u8>,
+    scheduled: Option<Instant>,
+    /// When the request reached the socket, for the latency histograms.
+    received: Instant,
+    provisional_sent: bool,
+    /// The request's slot in the per-method counters.
+    method: usize,
+    /// §16.7 response selection over the branches.
+    responses: ResponseContext,
+    /// One in the plain proxy: inline, so forwarding allocates nothing.
+    forks: SmallVec<[Fork; 1]>,
+}
+
+impl Context {
+    fn is_done(&self) -> bool {
+        self.server.is_terminated() && self.forks.iter().all(Fork::is_done)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.forks
+            .iter()
+            .filter_map(Fork::next_deadline)
+            .chain(self.server.poll_timeout())
+            .min()
     }
 }
 
@@ -187,7 +239,7 @@ impl Outbox {
         (protocol, socket): (Protocol, Socket),
         to: SocketAddr,
         bytes: &[u8],
-        client: Option<TxnId>,
+        client: Option<ForkId>,
     ) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(bytes);
@@ -222,6 +274,9 @@ pub struct ProxyCore {
     stats: Stats,
     monitor: LoadMonitor,
     latency: Latency,
+    router: Box<dyn Router>,
+    /// The router's answer for the request being handled, reused.
+    targets: Vec<Target>,
 }
 
 fn write_ip(out: &mut ArrayVec<u8, 48>, ip: std::net::IpAddr) {
@@ -238,8 +293,14 @@ fn write_ip(out: &mut ArrayVec<u8, 48>, ip: std::net::IpAddr) {
 }
 
 impl ProxyCore {
-    /// A proxy for one core, starting at `now`.
+    /// The plain proxy for one core, starting at `now`: every request goes where its
+    /// Route or Request-URI says ([`FollowRoute`]).
     pub fn new(config: ProxyConfig, now: Instant) -> Self {
+        Self::with_router(config, now, Box::new(FollowRoute))
+    }
+
+    /// A proxy for one core whose targets `router` chooses.
+    pub fn with_router(config: ProxyConfig, now: Instant, router: Box<dyn Router>) -> Self {
         let own = config.own_address();
         let mut via_host = ArrayVec::new();
         write_ip(&mut via_host, own.ip());
@@ -275,6 +336,8 @@ impl ProxyCore {
             stats: Stats::default(),
             monitor: LoadMonitor::new(config.overload, now),
             latency: Latency::default(),
+            router,
+            targets: Vec::with_capacity(MAX_BRANCHES),
             config,
         }
     }

@@ -64,24 +64,40 @@ impl ProxyCore {
             return;
         };
         self.respond(msg, from, 200, &[]);
-        let Some(ctx) = self.table.get_mut(id) else {
-            return;
-        };
-        match ctx.client.as_ref().map(ClientTransaction::state) {
-            Some(ClientState::Proceeding) if ctx.cancel.is_none() => self.send_cancel(now, id),
-            Some(ClientState::Calling) => ctx.cancel_pending = true,
-            // Already answered, or the INVITE was never forwarded: nothing to cancel.
-            _ => {}
+        self.cancel_forks(now, id, None);
+    }
+
+    /// Cancels every branch still ringing but `except`: at once if it has had a
+    /// provisional response, else as soon as it has one (§9.1). A branch already
+    /// answered, or never sent, has nothing to cancel.
+    pub(super) fn cancel_forks(&mut self, now: Instant, id: TxnId, except: Option<usize>) {
+        let forks = self.table.get(id).map_or(0, |ctx| ctx.forks.len());
+        for fork in (0..forks).filter(|&k| Some(k) != except) {
+            let Some(ctx) = self.table.get_mut(id) else {
+                return;
+            };
+            let f = &mut ctx.forks[fork];
+            match f.client.as_ref().map(ClientTransaction::state) {
+                Some(ClientState::Proceeding) if f.cancel.is_none() => {
+                    self.send_cancel(now, id, fork);
+                }
+                Some(ClientState::Calling) => f.cancel_pending = true,
+                _ => {}
+            }
         }
     }
 
-    pub(super) fn send_cancel(&mut self, now: Instant, id: TxnId) {
-        let Some(ctx) = self.table.get_mut(id) else {
+    pub(super) fn send_cancel(&mut self, now: Instant, id: TxnId, fork: usize) {
+        let Some(f) = self
+            .table
+            .get_mut(id)
+            .and_then(|ctx| ctx.forks.get_mut(fork))
+        else {
             return;
         };
-        ctx.cancel_pending = false;
+        f.cancel_pending = false;
         let mut buf = self.pool.take();
-        let built = Message::parse(&ctx.request)
+        let built = Message::parse(&f.request)
             .ok()
             .and_then(|request| build::cancel(&request, &mut buf));
         if built.is_none() {
@@ -90,13 +106,13 @@ impl ProxyCore {
         }
         let (cancel, actions) = ClientTransaction::start(
             Kind::NonInvite,
-            ctx.downstream_protocol.reliability(),
+            f.protocol.reliability(),
             self.config.timers,
             now,
         );
-        ctx.cancel = Some(cancel);
-        ctx.cancel_request = buf;
-        self.apply_cancel(now, id, actions);
+        f.cancel = Some(cancel);
+        f.cancel_request = buf;
+        self.apply_cancel(now, id, fork, actions);
     }
 
     pub(super) fn on_new_or_retransmitted(
@@ -164,6 +180,48 @@ impl ProxyCore {
             self.respond(msg, from, 503, &[]);
             return;
         };
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        let routing = self.router.route(msg, plan.target.clone(), &mut targets);
+        targets.truncate(MAX_BRANCHES);
+        let refusal = match routing {
+            Routing::Reject(status) => Some(status),
+            Routing::Forward if targets.is_empty() => Some(480),
+            Routing::Forward => None,
+        };
+        if let Some(status) = refusal {
+            self.targets = targets;
+            self.respond(msg, from, status, &[]);
+            return;
+        }
+        let incoming = Incoming {
+            received,
+            from,
+            key,
+            loop_hash,
+        };
+        self.start_transaction(now, incoming, msg, method, plan, &targets);
+        targets.clear();
+        self.targets = targets;
+    }
+
+    /// Creates the transaction pair for a request the router forwards to `targets`, and
+    /// sends it on every branch.
+    fn start_transaction(
+        &mut self,
+        now: Instant,
+        incoming: Incoming,
+        msg: &Message<'_>,
+        method: Method<'_>,
+        plan: RoutePlan,
+        targets: &[Target],
+    ) {
+        let Incoming {
+            received,
+            from,
+            key,
+            loop_hash,
+        } = incoming;
         let kind = Kind::of(method);
         let upstream_protocol = self.arrived_over;
         let server = ServerTransaction::new(
@@ -172,27 +230,18 @@ impl ProxyCore {
             self.config.timers,
             now,
         );
+        let forks = targets.iter().map(Fork::new).collect();
         let context = Context {
             server,
             upstream: response_target(msg, from),
             upstream_protocol,
-            client: None,
-            downstream: plan.target,
-            downstream_protocol: plan.protocol,
-            udp_fallback: plan.udp_fallback,
-            branch: Branch::new(),
-            request: self.pool.take(),
             response: Vec::new(),
-            cancel: None,
-            cancel_request: Vec::new(),
-            cancel_pending: false,
             scheduled: None,
-            timer_c: None,
-            timer_c_fired: false,
             received,
             provisional_sent: false,
             method: method_index(method),
-            responses: ResponseContext::new(1),
+            responses: ResponseContext::new(targets.len()),
+            forks,
         };
         let id = match self.table.insert(key, context) {
             Ok(id) => id,
@@ -207,7 +256,9 @@ impl ProxyCore {
         if kind == Kind::Invite {
             self.send_response_upstream(now, id, msg, 100, true);
         }
-        self.forward(now, id, msg, method, &plan, loop_hash);
+        for (fork, target) in targets.iter().enumerate() {
+            self.forward(now, id, fork, msg, method, &plan, target, loop_hash);
+        }
     }
 
     pub(super) fn is_addressed_to_us(&self, msg: &Message<'_>) -> bool {
@@ -259,48 +310,56 @@ impl ProxyCore {
         }
         // RFC 3261 §18.1.1: transport=tcp asks for TCP; a request near the MTU takes it too
         // (the estimate adds room for our Via and Record-Route).
-        let tcp_param = target_uri
-            .params()
-            .get(b"transport")
-            .flatten()
-            .is_some_and(|t| t.eq_ignore_ascii_case(b"tcp"));
+        let tcp_param = route::uri_protocol(&target_uri) == Protocol::Tcp;
         let large = msg.as_bytes().len() + 160 > UDP_LIMIT;
-        Some(RoutePlan {
-            udp_fallback: large && !tcp_param,
+        let target = route::uri_target(&target_uri).map(|address| Target {
+            address,
             protocol: if tcp_param || large {
                 Protocol::Tcp
             } else {
                 Protocol::Udp
             },
-            target: route::uri_target(&target_uri)?,
+            udp_fallback: large && !tcp_param,
+            request_uri: None,
+        });
+        Some(RoutePlan {
+            target,
             pop_route: pop,
             restore_from_last_route: restore,
             strict_next_hop: strict,
         })
     }
 
+    /// Sends the request on branch `fork`, to `target`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn forward(
         &mut self,
         now: Instant,
         id: TxnId,
+        fork: usize,
         msg: &Message<'_>,
         method: Method<'_>,
         plan: &RoutePlan,
+        target: &Target,
         loop_hash: u64,
     ) {
-        let branch = route::stateful_branch(loop_hash, self.config.core, id);
+        let branch = route::stateful_branch(loop_hash, self.config.core, id, fork as u8);
         let record_route = msg.to().ok().and_then(|to| to.tag()).is_none()
             && matches!(
                 method,
                 Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
             );
-        let Some(ctx) = self.table.get_mut(id) else {
+        let Some(f) = self
+            .table
+            .get_mut(id)
+            .and_then(|ctx| ctx.forks.get_mut(fork))
+        else {
             return;
         };
-        let mut buf = std::mem::take(&mut ctx.request);
+        let mut buf = self.pool.take();
         buf.clear();
         let via = ViaSpec {
-            transport: plan.protocol.via_token(),
+            transport: target.protocol.via_token(),
             host: &self.via_host,
             port: Some(self.own_port),
             branch: &branch,
@@ -310,28 +369,34 @@ impl ProxyCore {
             msg,
             via,
             plan,
+            target.request_uri.as_deref(),
             record_route.then_some(&self.record_route[..]),
             &mut buf,
         );
-        ctx.request = buf;
-        ctx.branch = branch;
+        f.request = buf;
+        f.branch = branch;
         if written.is_err() {
-            // Cannot happen for a validated request short of the header limit: answer 513
-            // rather than forward something the next hop cannot parse.
-            self.send_response_upstream(now, id, msg, 513, false);
-            self.finish_if_done(id);
+            // Cannot happen for a validated request short of the header limit: this branch
+            // fails as 513 rather than forward something the next hop cannot parse.
+            self.stats.parse_errors += 1;
+            self.fork_failed(now, id, fork, 513);
+            self.reschedule(now, id);
             return;
         }
         let (client, actions) = ClientTransaction::start(
             Kind::of(method),
-            plan.protocol.reliability(),
+            target.protocol.reliability(),
             self.config.timers,
             now,
         );
-        if let Some(ctx) = self.table.get_mut(id) {
-            ctx.client = Some(client);
+        if let Some(f) = self
+            .table
+            .get_mut(id)
+            .and_then(|ctx| ctx.forks.get_mut(fork))
+        {
+            f.client = Some(client);
         }
-        self.apply_client(now, id, actions, None);
+        self.apply_client(now, id, fork, actions, None);
     }
 
     /// §16.11: forward without a transaction (ACK for 2xx, CANCEL with nothing to cancel).
@@ -342,9 +407,12 @@ impl ProxyCore {
         let Some(plan) = self.plan_route(msg) else {
             return;
         };
+        let Some(target) = plan.target.as_ref() else {
+            return;
+        };
         let branch = route::stateless_branch(msg);
         let via = ViaSpec {
-            transport: plan.protocol.via_token(),
+            transport: target.protocol.via_token(),
             host: &self.via_host,
             port: Some(self.own_port),
             branch: &branch,
@@ -352,9 +420,13 @@ impl ProxyCore {
         };
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        if edit_forwarded(msg, via, &plan, None, &mut scratch).is_ok() {
-            self.outbox
-                .push((plan.protocol, Socket::Own), plan.target, &scratch, None);
+        if edit_forwarded(msg, via, &plan, None, None, &mut scratch).is_ok() {
+            self.outbox.push(
+                (target.protocol, Socket::Own),
+                target.address,
+                &scratch,
+                None,
+            );
             if let Some(method) = msg.method() {
                 self.count_request_out(method);
             }
@@ -363,12 +435,19 @@ impl ProxyCore {
     }
 }
 
+/// A new request, as it arrived.
+struct Incoming {
+    received: Instant,
+    from: SocketAddr,
+    key: TxnKey,
+    loop_hash: u64,
+}
+
+/// The §16.4 Route edits every branch of a request gets, and where §16.5 sends it.
 #[derive(Debug)]
 pub(super) struct RoutePlan {
-    protocol: Protocol,
-    /// TCP was chosen only for size: if TCP fails, UDP is tried (RFC 3261 §18.1.1).
-    udp_fallback: bool,
-    target: SocketAddr,
+    /// `None` when the next hop is a host name (no DNS on the data plane).
+    target: Option<Target>,
     pop_route: bool,
     restore_from_last_route: bool,
     strict_next_hop: bool,
@@ -378,6 +457,7 @@ pub(super) fn edit_forwarded(
     msg: &Message<'_>,
     via: ViaSpec<'_>,
     plan: &RoutePlan,
+    request_uri: Option<&[u8]>,
     record_route: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) -> Result<usize, sip::EditError> {
@@ -385,6 +465,8 @@ pub(super) fn edit_forwarded(
     editor.add_via(via)?.decrement_max_forwards()?;
     if plan.restore_from_last_route {
         editor.restore_request_uri_from_last_route()?;
+    } else if let Some(uri) = request_uri.filter(|_| !plan.strict_next_hop) {
+        editor.set_request_uri(uri)?;
     }
     if plan.pop_route && plan.strict_next_hop {
         // The Editor reads the original message, whose top Route is still ours: write the

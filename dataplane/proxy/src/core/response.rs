@@ -56,15 +56,21 @@ impl ProxyCore {
         }
     }
 
-    /// A response generated here from the request we forwarded (the original is gone):
-    /// built on the forwarded copy, then our Via is taken off again.
-    pub(super) fn answer_from_forwarded(&mut self, now: Instant, id: TxnId, status: u16) {
-        let Some(ctx) = self.table.get_mut(id) else {
+    /// A response generated here from the request we forwarded on `fork` (the original
+    /// is gone): built on the forwarded copy, then our Via is taken off again.
+    pub(super) fn answer_from_forwarded(
+        &mut self,
+        now: Instant,
+        id: TxnId,
+        fork: usize,
+        status: u16,
+    ) {
+        let Some(f) = self.table.get(id).and_then(|ctx| ctx.forks.get(fork)) else {
             return;
         };
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        let built = Message::parse(&ctx.request).ok().and_then(|forwarded| {
+        let built = Message::parse(&f.request).ok().and_then(|forwarded| {
             let tag = route::local_tag(&forwarded);
             build::response(&forwarded, status, &tag, &[], &mut scratch).ok()
         });
@@ -74,19 +80,41 @@ impl ProxyCore {
             write_without_top_via(&response, &mut stripped).then_some(())
         });
         if written.is_some() {
-            self.keep_response(id, &stripped);
+            self.send_final_upstream(now, id, status, &stripped);
         }
         self.scratch = scratch;
         self.scratch_response = stripped;
-        if written.is_none() {
-            return;
-        }
+    }
+
+    /// Sends `response` (already without our Via) upstream on the server transaction and
+    /// keeps it for retransmissions.
+    fn send_upstream(&mut self, now: Instant, id: TxnId, status: u16, response: &[u8]) {
         let Some(ctx) = self.table.get_mut(id) else {
             return;
         };
-        if let Ok(actions) = ctx.server.send_response(status, now) {
-            self.apply_server(now, id, actions);
+        let first_final = status >= 200 && ctx.server.state() != ServerState::Accepted;
+        let Ok(actions) = ctx.server.send_response(status, now) else {
+            return;
+        };
+        let waited = now.saturating_duration_since(ctx.received);
+        if first_final {
+            self.latency.record_final(waited);
+        } else if status < 200 && !ctx.provisional_sent {
+            ctx.provisional_sent = true;
+            self.latency.record_provisional(waited);
         }
+        self.keep_response(id, response);
+        self.apply_server(now, id, actions);
+    }
+
+    /// The final response chosen for upstream: no branch may ring on after it.
+    fn send_final_upstream(&mut self, now: Instant, id: TxnId, status: u16, response: &[u8]) {
+        if let Some(ctx) = self.table.get_mut(id) {
+            for f in &mut ctx.forks {
+                f.timer_c = None;
+            }
+        }
+        self.send_upstream(now, id, status, response);
     }
 
     pub(super) fn on_response(&mut self, now: Instant, msg: &Message<'_>, status: u16) {
@@ -103,29 +131,31 @@ impl ProxyCore {
             .and_then(|b| route::parse_stateful_branch(b).map(|(_, core, id)| (b, core, id)))
             .filter(|&(_, core, _)| core == self.config.core)
             .and_then(|(branch, _, id)| {
-                let ctx = self.table.get(id)?;
-                (ctx.branch.as_slice() == branch).then_some(id)
+                let f = self.table.get(id.txn)?.forks.get(usize::from(id.fork))?;
+                (f.branch.as_slice() == branch).then_some(id)
             });
-        let Some(id) = owned else {
+        let Some(ForkId { txn: id, fork }) = owned else {
             self.forward_response_stateless(msg);
             return;
         };
+        let fork = usize::from(fork);
+        let Some(f) = self
+            .table
+            .get_mut(id)
+            .and_then(|ctx| ctx.forks.get_mut(fork))
+        else {
+            return;
+        };
         if cseq.method == Method::Cancel {
-            let Some(ctx) = self.table.get_mut(id) else {
-                return;
-            };
-            let Some(cancel) = ctx.cancel.as_mut() else {
+            let Some(cancel) = f.cancel.as_mut() else {
                 return;
             };
             // The 200 to our CANCEL ends here: upstream got its own 200 from us.
             let actions = cancel.on_response(status, now);
-            self.apply_cancel(now, id, actions);
+            self.apply_cancel(now, id, fork, actions);
             return;
         }
-        let Some(ctx) = self.table.get_mut(id) else {
-            return;
-        };
-        let Some(client) = ctx.client.as_mut() else {
+        let Some(client) = f.client.as_mut() else {
             return;
         };
         let ended = client.is_terminated();
@@ -140,94 +170,157 @@ impl ProxyCore {
             }
             self.stats.absorbed += 1;
         }
-        self.apply_client(now, id, actions, Some(msg));
+        self.apply_client(now, id, fork, actions, Some(msg));
     }
 
-    /// §16.7: forward a response upstream on its server transaction, without our Via.
+    /// §16.7: a response from branch `fork`, relayed upstream at once, held, or dropped.
     pub(super) fn relay_response(
         &mut self,
         now: Instant,
         id: TxnId,
+        fork: usize,
         msg: &Message<'_>,
         status: u16,
     ) {
-        if status == 100 {
-            // 100 Trying is hop-by-hop: we sent our own. It is still a provisional response:
-            // it ends Timer B, so Timer C must run from here or a silent branch would hold
-            // the transaction forever, and a CANCEL held for a provisional may go (§9.1).
-            let timer_c = self.config.timer_c;
-            if let Some(ctx) = self.table.get_mut(id)
-                && ctx.server.kind() == Kind::Invite
-                && ctx.timer_c.is_none()
-                && !ctx.timer_c_fired
-            {
-                ctx.timer_c = Some(now + timer_c);
-            }
-            self.send_pending_cancel(now, id);
+        let timer_c = self.config.timer_c;
+        let Some(ctx) = self.table.get_mut(id) else {
             return;
+        };
+        let invite = ctx.server.kind() == Kind::Invite;
+        let Some(f) = ctx.forks.get_mut(fork) else {
+            return;
+        };
+        if status < 200 {
+            // Any provisional, 100 included, ends Timer B, so Timer C runs from here or a
+            // silent branch would hold the transaction forever; a CANCEL held for a
+            // provisional may go now (§9.1). A 100 is hop-by-hop: we sent our own.
+            if invite && !f.timer_c_fired && (status > 100 || f.timer_c.is_none()) {
+                f.timer_c = Some(now + timer_c);
+            }
+        } else {
+            f.timer_c = None;
         }
         if status == 503 {
             // Downstream overload counts against our own rate (Clearwater's penalties).
             self.monitor.penalize();
         }
+        let decision = ctx.responses.on_response(fork, status);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let written = decision != Decision::Drop && write_without_top_via(msg, &mut scratch);
+        if decision != Decision::Drop && !written {
+            self.stats.parse_errors += 1;
+        }
+        match decision {
+            Decision::Drop => {}
+            _ if !written => {}
+            Decision::Forward if status < 200 => self.send_upstream(now, id, status, &scratch),
+            Decision::Forward => self.send_final_upstream(now, id, status, &scratch),
+            Decision::ForwardAndCancelOthers => {
+                self.send_final_upstream(now, id, status, &scratch);
+                self.cancel_forks(now, id, Some(fork));
+            }
+            Decision::Hold => self.hold(id, fork, &scratch),
+            Decision::HoldAndCancelOthers => {
+                self.hold(id, fork, &scratch);
+                self.cancel_forks(now, id, Some(fork));
+            }
+            Decision::SendBest {
+                branch,
+                status: best,
+            } if branch == fork && best == status => {
+                self.send_final_upstream(now, id, status, &scratch);
+            }
+            Decision::SendBest {
+                branch,
+                status: best,
+            } => {
+                self.hold(id, fork, &scratch);
+                self.send_best(now, id, fork, branch, best);
+            }
+        }
+        self.scratch = scratch;
+        if status < 200 {
+            self.send_pending_cancel(now, id, fork);
+        }
+    }
+
+    /// Keeps branch `fork`'s final response while other branches are pending.
+    fn hold(&mut self, id: TxnId, fork: usize, response: &[u8]) {
+        let Some(f) = self
+            .table
+            .get_mut(id)
+            .and_then(|ctx| ctx.forks.get_mut(fork))
+        else {
+            return;
+        };
+        let old = std::mem::take(&mut f.held);
+        self.pool.give(old);
+        let copy = self.pool.copy_of(response);
+        if let Some(f) = self
+            .table
+            .get_mut(id)
+            .and_then(|ctx| ctx.forks.get_mut(fork))
+        {
+            f.held = copy;
+        }
+    }
+
+    /// Every branch has answered: send the best answer upstream. `current` is the branch
+    /// that answered last; its forwarded request is still at hand to build a response on.
+    fn send_best(&mut self, now: Instant, id: TxnId, current: usize, best: usize, status: u16) {
         let Some(ctx) = self.table.get_mut(id) else {
             return;
         };
-        match ctx.responses.on_response(0, status) {
-            Decision::Forward | Decision::ForwardAndCancelOthers => {}
-            Decision::SendBest { status: best, .. } if best == status => {}
-            Decision::SendBest { status: best, .. } => {
-                // §16.7 step 6: a 503 from the only branch goes upstream as a 500 of our own.
-                ctx.timer_c = None;
-                let waited = now.saturating_duration_since(ctx.received);
-                self.latency.record_final(waited);
-                self.answer_from_forwarded(now, id, best);
-                return;
-            }
-            Decision::Drop | Decision::Hold | Decision::HoldAndCancelOthers => return,
-        }
-        let first_final = status >= 200 && ctx.server.state() != ServerState::Accepted;
-        let Ok(actions) = ctx.server.send_response(status, now) else {
+        let invite = ctx.server.kind() == Kind::Invite;
+        let Some(f) = ctx.forks.get_mut(best) else {
             return;
         };
-        let waited = now.saturating_duration_since(ctx.received);
-        if first_final {
-            self.latency.record_final(waited);
-        } else if !ctx.provisional_sent {
-            ctx.provisional_sent = true;
-            self.latency.record_provisional(waited);
-        }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let written = write_without_top_via(msg, &mut scratch);
-        if written {
-            self.keep_response(id, &scratch);
-        }
-        self.scratch = scratch;
-        if !written {
-            self.stats.parse_errors += 1;
+        if f.local_status != 0 && f.held.is_empty() {
+            // Our own answer for that branch (§16.9): 408 or 503, sent as it is, except
+            // that a non-INVITE is never answered 408 (RFC 4320 §4.1).
+            let local = f.local_status;
+            if local == 408 && !invite {
+                self.end_server(id);
+            } else {
+                self.answer_from_forwarded(now, id, current, local);
+            }
             return;
         }
-        self.apply_server(now, id, actions);
-        let provisional = (101..200).contains(&status);
-        let timer_c = self.config.timer_c;
-        if let Some(ctx) = self.table.get_mut(id)
-            && ctx.server.kind() == Kind::Invite
-        {
-            ctx.timer_c = (provisional && !ctx.timer_c_fired).then(|| now + timer_c);
+        if status_of(&f.held) == status {
+            let held = std::mem::take(&mut f.held);
+            self.send_final_upstream(now, id, status, &held);
+            self.pool.give(held);
+        } else {
+            // A 503 goes upstream as a 500 of our own (§16.7 step 6).
+            self.answer_from_forwarded(now, id, current, status);
         }
-        if provisional {
-            self.send_pending_cancel(now, id);
+    }
+
+    /// Branch `fork` ended without a response (timeout, transport error, a request we
+    /// could not write): it counts as `status` generated here (§16.7 step 4, §16.9).
+    pub(super) fn fork_failed(&mut self, now: Instant, id: TxnId, fork: usize, status: u16) {
+        let Some(ctx) = self.table.get_mut(id) else {
+            return;
+        };
+        let Some(f) = ctx.forks.get_mut(fork) else {
+            return;
+        };
+        f.local_status = status;
+        f.timer_c = None;
+        if let Decision::SendBest { branch, status } = ctx.responses.on_response(fork, status) {
+            self.send_best(now, id, fork, branch, status);
         }
     }
 
     /// Sends the CANCEL that waited for a provisional response (§9.1), if there is one.
-    pub(super) fn send_pending_cancel(&mut self, now: Instant, id: TxnId) {
+    pub(super) fn send_pending_cancel(&mut self, now: Instant, id: TxnId, fork: usize) {
         let pending = self
             .table
             .get(id)
-            .is_some_and(|ctx| ctx.cancel_pending && ctx.cancel.is_none());
+            .and_then(|ctx| ctx.forks.get(fork))
+            .is_some_and(|f| f.cancel_pending && f.cancel.is_none());
         if pending {
-            self.send_cancel(now, id);
+            self.send_cancel(now, id, fork);
         }
     }
 
@@ -258,6 +351,7 @@ impl ProxyCore {
         &mut self,
         now: Instant,
         id: TxnId,
+        fork: usize,
         actions: Actions,
         response: Option<&Message<'_>>,
     ) {
@@ -267,23 +361,31 @@ impl ProxyCore {
                     let Some(ctx) = self.table.get_mut(id) else {
                         return;
                     };
-                    let path = (ctx.downstream_protocol, Socket::Own);
+                    let method = ctx.method;
+                    let Some(f) = ctx.forks.get(fork) else {
+                        return;
+                    };
+                    let client = ForkId {
+                        txn: id,
+                        fork: fork as u8,
+                    };
+                    let path = (f.protocol, Socket::Own);
                     self.outbox
-                        .push(path, ctx.downstream, &ctx.request, Some(id));
-                    self.stats.requests_out[ctx.method] += 1;
+                        .push(path, f.downstream, &f.request, Some(client));
+                    self.stats.requests_out[method] += 1;
                 }
                 Action::SendAck => {
                     let Some(response) = response else { continue };
-                    let Some(ctx) = self.table.get(id) else {
+                    let Some(f) = self.table.get(id).and_then(|ctx| ctx.forks.get(fork)) else {
                         return;
                     };
                     let mut scratch = std::mem::take(&mut self.scratch);
                     scratch.clear();
-                    let built = Message::parse(&ctx.request)
+                    let built = Message::parse(&f.request)
                         .ok()
                         .and_then(|request| build::ack(&request, response, &mut scratch));
                     if built.is_some() {
-                        let (to, path) = (ctx.downstream, (ctx.downstream_protocol, Socket::Own));
+                        let (to, path) = (f.downstream, (f.protocol, Socket::Own));
                         self.outbox.push(path, to, &scratch, None);
                         self.count_request_out(Method::Ack);
                     }
@@ -292,39 +394,30 @@ impl ProxyCore {
                 Action::DeliverResponse => {
                     if let Some(response) = response {
                         let status = response.status().unwrap_or(0);
-                        self.relay_response(now, id, response, status);
+                        self.relay_response(now, id, fork, response, status);
                     }
                 }
                 Action::Timeout => {
                     self.stats.timeouts += 1;
-                    let invite = self
-                        .table
-                        .get(id)
-                        .is_some_and(|ctx| ctx.server.kind() == Kind::Invite);
-                    if invite {
-                        self.answer_from_forwarded(now, id, 408);
-                    } else {
-                        // RFC 4320 §4.1: no 408 for a non-INVITE; the client has given up.
-                        self.end_server(id);
-                    }
+                    self.fork_failed(now, id, fork, 408);
                 }
-                Action::TransportError => self.answer_from_forwarded(now, id, 503),
+                Action::TransportError => self.fork_failed(now, id, fork, 503),
                 Action::AckTimeout | Action::SendResponse | Action::Terminated => {}
             }
         }
-        self.release_request_if_unneeded(id);
+        self.release_request_if_unneeded(id, fork);
         self.reschedule(now, id);
     }
 
-    pub(super) fn apply_cancel(&mut self, now: Instant, id: TxnId, actions: Actions) {
+    pub(super) fn apply_cancel(&mut self, now: Instant, id: TxnId, fork: usize, actions: Actions) {
         for action in actions {
             if action == Action::SendRequest {
-                let Some(ctx) = self.table.get_mut(id) else {
+                let Some(f) = self.table.get(id).and_then(|ctx| ctx.forks.get(fork)) else {
                     return;
                 };
-                let path = (ctx.downstream_protocol, Socket::Own);
+                let path = (f.protocol, Socket::Own);
                 self.outbox
-                    .push(path, ctx.downstream, &ctx.cancel_request, None);
+                    .push(path, f.downstream, &f.cancel_request, None);
                 self.stats.requests_out[method_index(Method::Cancel)] += 1;
             }
         }

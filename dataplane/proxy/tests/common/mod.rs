@@ -39,7 +39,7 @@ pub struct Sent {
     /// Whether the core tied the datagram to a client transaction (for send errors).
     pub client: bool,
     /// That transaction, to report a send error for it.
-    pub client_id: Option<txn::TxnId>,
+    pub client_id: Option<proxy::ForkId>,
     /// Time since the harness started when it was sent.
     pub at: Duration,
 }
@@ -169,6 +169,14 @@ impl Harness {
     }
 
     pub fn with_config(max_transactions: usize, overload: proxy::OverloadConfig) -> Self {
+        Self::with_router(max_transactions, overload, Box::new(proxy::FollowRoute))
+    }
+
+    pub fn with_router(
+        max_transactions: usize,
+        overload: proxy::OverloadConfig,
+        router: Box<dyn proxy::Router>,
+    ) -> Self {
         let start = Instant::now();
         let config = ProxyConfig {
             listen: addr(LISTEN),
@@ -181,7 +189,7 @@ impl Harness {
         };
         assert_eq!(config.own_address(), addr(OWN));
         Self {
-            core: ProxyCore::new(config, start),
+            core: ProxyCore::with_router(config, start, router),
             start,
             now: start,
         }
