@@ -11,10 +11,9 @@
 //! - A best response of 503 is sent as 500: a 503 would tell the client that this proxy,
 //!   not just that destination, is unavailable (§16.7 step 6).
 //!
-//! Answers the proxy generates itself (408 on Timer B or C, 503 when a branch cannot be
-//! sent to) do not pass through here: with one branch they go upstream as they are, the
-//! 503 meaning "this proxy could not reach the next hop". With several branches the core
-//! will record them here as that branch's final response (§16.9).
+//! Answers the proxy generates itself for a branch (408 on Timer B or C, 503 when it
+//! cannot be sent) are recorded here as that branch's final response (§16.9); the core
+//! sends them as they are if they win, so a lone unreachable next hop still gives 503.
 
 /// Most branches one request forks to.
 pub const MAX_BRANCHES: usize = 16;
