@@ -1,0 +1,11 @@
+//! Whitewater's IMS functions, sans-IO, in the shape of Sprout's sproutlets: each takes a
+//! request (and, when it needs one, the result of a lookup the engine performed) and
+//! returns a decision; none opens a socket, reads a clock or blocks.
+//!
+//! - [`auth`]: digest authentication with stateless nonces and replay protection.
+//! - [`registrar`]: what a REGISTER does to an address of record's bindings.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod registrar;
