@@ -1,6 +1,7 @@
 //! `whitewater all-in-one`: every role on one host. The SIP engine runs on its pinned
-//! cores; Homestead runs on a small tokio runtime beside it, with the embedded store and
-//! demo subscribers put in place at every start.
+//! cores as the S-CSCF of the home domain; Homestead runs on a small tokio runtime beside
+//! it, with the embedded store and demo subscribers put in place at every start, and the
+//! S-CSCF asks it in process.
 
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -54,7 +55,11 @@ pub(crate) fn run(args: AllInOneArgs) -> ExitCode {
                             "whitewater: homestead API on http://{}, provisioning API on http://{}",
                             homestead.http, homestead.prov_http
                         );
-                        let _ = started.send(Ok(()));
+                        let client = homestead::HomesteadClient::in_process(
+                            tokio::runtime::Handle::current(),
+                            std::sync::Arc::clone(&homestead.source),
+                        );
+                        let _ = started.send(Ok(client));
                         if let Err(e) = homestead.join().await {
                             eprintln!("whitewater: homestead stopped: {e}");
                             std::process::exit(1);
@@ -69,7 +74,18 @@ pub(crate) fn run(args: AllInOneArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     match outcome.recv() {
-        Ok(Ok(())) => sprout::run(args.sprout),
+        Ok(Ok(client)) => {
+            match args
+                .sprout
+                .scscf_config(args.homestead.home_domain(), client)
+            {
+                Ok(scscf) => sprout::run(args.sprout, Some(scscf)),
+                Err(e) => {
+                    eprintln!("whitewater: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Ok(Err(e)) => {
             eprintln!("whitewater: {e}");
             ExitCode::FAILURE

@@ -87,6 +87,11 @@ pub(crate) struct HomesteadArgs {
 }
 
 impl HomesteadArgs {
+    /// The home domain.
+    pub(crate) fn home_domain(&self) -> &str {
+        &self.home_domain
+    }
+
     /// The service configuration, with `demo` subscribers put in place at every start.
     pub(crate) fn config(&self, demo: u64) -> Result<HomesteadConfig, String> {
         let store = if self.scylla_nodes.is_empty() {

@@ -3,6 +3,7 @@
 mod all_in_one;
 mod homestead;
 mod provision;
+mod scscf;
 mod sip_check;
 mod sprout;
 
@@ -28,9 +29,9 @@ enum Command {
         #[command(subcommand)]
         command: SipCommand,
     },
-    /// The SIP engine: a transaction-stateful proxy on one pinned core per CPU listed
-    /// (with no home domain configured it forwards by Route or Request-URI, record-routing).
-    Sprout(sprout::SproutArgs),
+    /// The SIP engine on one pinned core per CPU listed: an S-CSCF with --home-domain,
+    /// else a transaction-stateful proxy that forwards by Route or Request-URI.
+    Sprout(sprout::SproutCommand),
     /// Subscriber data: the Clearwater Homestead API, provisioning API, and store.
     Homestead(homestead::HomesteadCommand),
     /// Every role on one host: the SIP engine and Homestead (embedded store, demo
@@ -65,7 +66,7 @@ fn main() -> ExitCode {
         Command::Sip {
             command: SipCommand::Check { files },
         } => sip_check::run(&files),
-        Command::Sprout(args) => sprout::run(args),
+        Command::Sprout(command) => sprout::run_command(command),
         Command::Homestead(command) => homestead::run(&command),
         Command::AllInOne(args) => all_in_one::run(args),
         Command::Provision(args) => provision::run(&args),

@@ -5,7 +5,63 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use engine::scscf::ScscfConfig;
 use engine::{Engine, EngineConfig, online_cpus, parse_core_list};
+
+use crate::scscf::{HomesteadSubscribers, RegistrarArgs};
+
+/// Options of `whitewater sprout`.
+#[derive(Args, Debug)]
+pub(crate) struct SproutCommand {
+    #[command(flatten)]
+    sprout: SproutArgs,
+    /// The home domain: with it, Sprout is an S-CSCF (registrar, digest authentication,
+    /// terminating routing to registered contacts) and needs --homestead-url; without
+    /// it, a plain proxy that forwards by Route or Request-URI (the benchmark mode).
+    #[arg(long, env = "WW_HOME_DOMAIN", requires = "homestead_url")]
+    home_domain: Option<String>,
+    /// Homestead's API (`http://host:8888`), for the S-CSCF's subscriber lookups.
+    #[arg(long, env = "WW_HOMESTEAD_URL")]
+    homestead_url: Option<String>,
+}
+
+/// Runs `whitewater sprout`.
+pub(crate) fn run_command(command: SproutCommand) -> ExitCode {
+    let (Some(domain), Some(url)) = (&command.home_domain, &command.homestead_url) else {
+        return run(command.sprout, None);
+    };
+    // The HTTP client runs on a small tokio runtime of its own, off the SIP cores.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("homestead-client")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("whitewater: cannot start the Homestead client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let timeout = Duration::from_millis(command.sprout.registrar.homestead_lookup_timeout_ms());
+    let client = match homestead::HomesteadClient::http(runtime.handle().clone(), url, timeout) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("whitewater: bad --homestead-url {url}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let scscf = match command.sprout.scscf_config(domain, client) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("whitewater: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = run(command.sprout, Some(scscf));
+    drop(runtime);
+    code
+}
 
 /// Options of the SIP engine.
 #[derive(Args, Debug)]
@@ -46,9 +102,26 @@ pub(crate) struct SproutArgs {
     /// RFC 3261 T4 in milliseconds.
     #[arg(long, default_value_t = 5000, env = "WW_T4_MS")]
     t4_ms: u64,
+    #[command(flatten)]
+    registrar: RegistrarArgs,
 }
 
-pub(crate) fn run(args: SproutArgs) -> ExitCode {
+impl SproutArgs {
+    /// The S-CSCF for `home_domain` with `client` as its Homestead; its Service-Route
+    /// points at the listening address.
+    pub(crate) fn scscf_config(
+        &self,
+        home_domain: &str,
+        client: homestead::HomesteadClient,
+    ) -> Result<ScscfConfig, String> {
+        let uri = format!("sip:{}", self.listen);
+        let subscribers = std::sync::Arc::new(HomesteadSubscribers::new(client, uri.clone()));
+        self.registrar.config(home_domain, uri, subscribers)
+    }
+}
+
+/// Starts the engine (an S-CSCF when `scscf` is given) and runs until it stops.
+pub(crate) fn run(args: SproutArgs, scscf: Option<ScscfConfig>) -> ExitCode {
     let cores = match args.cores.as_deref().map(parse_core_list) {
         None => online_cpus(),
         Some(Ok(cores)) => cores,
@@ -67,6 +140,11 @@ pub(crate) fn run(args: SproutArgs) -> ExitCode {
     config.spin_before_park = Duration::from_micros(args.spin_us);
     config.overload.target_latency = Duration::from_millis(args.target_latency_ms);
     config.overload.max_rate = f64::from(args.max_admission_rate);
+    let role = scscf.as_ref().map_or_else(
+        || "proxy".to_owned(),
+        |s| format!("S-CSCF for {}", s.home_domain),
+    );
+    config.scscf = scscf;
     let engine = match Engine::start(config) {
         Ok(engine) => engine,
         Err(e) => {
@@ -75,7 +153,7 @@ pub(crate) fn run(args: SproutArgs) -> ExitCode {
         }
     };
     eprintln!(
-        "whitewater: SIP on {} (cores {:?}), metrics on http://{}/metrics",
+        "whitewater: SIP {role} on {} (cores {:?}), metrics on http://{}/metrics",
         args.listen,
         cores,
         engine

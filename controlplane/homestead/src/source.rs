@@ -120,6 +120,34 @@ impl RegData {
         }
         .render()
     }
+
+    /// The public identities of the subscription, in document order, barred ones left
+    /// out: what a registrar lists in P-Associated-URI.
+    pub fn public_identities(&self) -> Vec<String> {
+        let Ok(doc) = roxmltree::Document::parse(&self.ims_subscription) else {
+            return Vec::new();
+        };
+        fn text_of<'a>(node: roxmltree::Node<'a, '_>, name: &str) -> Option<&'a str> {
+            node.children()
+                .find(|c| c.has_tag_name(name))
+                .and_then(|c| c.text())
+                .map(str::trim)
+        }
+        let mut identities = Vec::new();
+        for public in doc
+            .descendants()
+            .filter(|n| n.has_tag_name("PublicIdentity"))
+        {
+            let barred = matches!(text_of(public, "BarringIndication"), Some("1" | "true"));
+            if let Some(identity) = text_of(public, "Identity")
+                && !barred
+                && !identities.iter().any(|i| i == identity)
+            {
+                identities.push(identity.to_owned());
+            }
+        }
+        identities
+    }
 }
 
 /// Why a lookup failed; each kind is one HTTP status of Clearwater's API.

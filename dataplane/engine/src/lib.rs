@@ -11,6 +11,7 @@
 
 mod cores;
 pub mod metrics;
+pub mod scscf;
 mod shard;
 mod tcp;
 pub mod udp;
@@ -45,6 +46,9 @@ pub struct EngineConfig {
     /// How long an idle core spins before it sleeps in the kernel: lower latency at low
     /// load, paid for in CPU. Zero (the default) never spins.
     pub spin_before_park: Duration,
+    /// The S-CSCF (registrar, authentication, terminating routing); `None` runs the plain
+    /// proxy of the benchmark mode.
+    pub scscf: Option<scscf::ScscfConfig>,
 }
 
 impl EngineConfig {
@@ -60,6 +64,7 @@ impl EngineConfig {
             overload: proxy::OverloadConfig::default(),
             metrics: None,
             spin_before_park: Duration::ZERO,
+            scscf: None,
         }
     }
 }
@@ -130,8 +135,16 @@ impl Engine {
             ),
             None => None,
         };
+        let mut setups: Vec<Option<scscf::CoreSetup>> = match &config.scscf {
+            Some(s) => scscf::CoreSetup::for_cores(s, bound.len())
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => (0..bound.len()).map(|_| None).collect(),
+        };
         let mut handles = Vec::with_capacity(bound.len());
         for (index, cpu, proxy, sockets) in bound {
+            let setup = setups[index].take();
             let registry = registry.clone();
             let mut builder =
                 LocalExecutorBuilder::new(Placement::Fixed(cpu)).name(&format!("ww-core{cpu}"));
@@ -139,7 +152,7 @@ impl Engine {
                 builder = builder.spin_before_park(config.spin_before_park);
             }
             let handle = builder
-                .spawn(move || shard::run(index, proxy, sockets, registry))
+                .spawn(move || shard::run(index, proxy, sockets, registry, setup))
                 .map_err(|e| EngineError::Executor {
                     core: cpu,
                     message: e.to_string(),

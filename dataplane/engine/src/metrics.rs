@@ -26,6 +26,10 @@ pub struct CoreSnapshot {
     pub tcp_connections: usize,
     /// TCP streams closed because no message boundary could be found.
     pub tcp_framing_errors: u64,
+    /// Registration-store requests sent to the core that owns the AoR.
+    pub cross_core_handoffs: u64,
+    /// AoRs this core owns in the embedded registration store.
+    pub registered_aors: usize,
 }
 
 /// One slot per core.
@@ -61,6 +65,8 @@ impl Registry {
                 total.admission_rate += s.admission_rate;
                 total.tcp_connections += s.tcp_connections;
                 total.tcp_framing_errors += s.tcp_framing_errors;
+                total.cross_core_handoffs += s.cross_core_handoffs;
+                total.registered_aors += s.registered_aors;
             }
         }
         total
@@ -147,8 +153,8 @@ impl Registry {
             ),
             (
                 "ww_sip_cross_core_handoffs_total",
-                "messages handed from one core to another",
-                0,
+                "registration-store requests handed to the core that owns the AoR",
+                t.cross_core_handoffs,
             ),
             (
                 "ww_udp_send_errors_total",
@@ -171,6 +177,12 @@ impl Registry {
             "# HELP ww_sip_active_transactions transactions in the tables\n\
              # TYPE ww_sip_active_transactions gauge\nww_sip_active_transactions {}",
             t.active_transactions
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ww_registered_aors addresses of record with bindings in the embedded store\n\
+             # TYPE ww_registered_aors gauge\nww_registered_aors {}",
+            t.registered_aors
         );
         let _ = writeln!(
             out,

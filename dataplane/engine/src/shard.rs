@@ -15,6 +15,7 @@ use proxy::{Protocol, ProxyConfig, ProxyCore, Socket};
 use socket2::Socket as RawSocket;
 
 use crate::metrics::{CoreSnapshot, Registry};
+use crate::scscf::{self, ScscfCore};
 use crate::tcp::{self, Connections};
 use crate::udp::{self, RecvBatch, SendBatch};
 
@@ -74,6 +75,9 @@ pub(crate) struct Shard {
     tcp_opened: Vec<tcp::NewConnection>,
     /// Transactions whose TCP message could not be queued.
     tcp_failed: Vec<proxy::ForkId>,
+    /// The S-CSCF, when a home domain is configured.
+    scscf: Option<Rc<ScscfCore>>,
+    deferred: Vec<txn::TxnId>,
 }
 
 impl Shard {
@@ -81,6 +85,12 @@ impl Shard {
     /// queue. A message that cannot be queued fails its transaction, which may produce
     /// more.
     pub(crate) fn route(shard: &Rc<RefCell<Self>>) {
+        let scscf = shard.borrow().scscf.clone();
+        if let Some(scscf) = scscf {
+            let mut ids = std::mem::take(&mut shard.borrow_mut().deferred);
+            scscf::spawn_deferred(shard, &scscf, &mut ids);
+            shard.borrow_mut().deferred = ids;
+        }
         for _ in 0..4 {
             let (mut opened, mut failed) = {
                 let mut guard = shard.borrow_mut();
@@ -128,14 +138,15 @@ impl Shard {
 /// runs due timers and publishes counters; the TCP accept loop and a task pair per
 /// connection run beside it on the same executor, sharing the core's state.
 ///
-/// When the core has no TCP connection, the loop waits for its sockets with one poll(2)
-/// that also watches the TCP listener; glommio's waits (an io_uring submission and
-/// allocations per wait) are used only while TCP connections need the executor.
+/// When the core has no TCP connection and no S-CSCF, the loop waits for its sockets with
+/// one poll(2) that also watches the TCP listener; glommio's waits (an io_uring submission
+/// and allocations per wait) are used only while other tasks need the executor.
 pub(crate) async fn run(
     index: usize,
     config: ProxyConfig,
     sockets: ShardSockets,
     registry: Registry,
+    scscf: Option<scscf::CoreSetup>,
 ) {
     let ShardSockets {
         shared,
@@ -146,8 +157,17 @@ pub(crate) async fn run(
     // SAFETY: the listener's descriptor is handed over to glommio, which now owns it.
     #[allow(unsafe_code)]
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    let scscf = scscf.map(|setup| setup.start(index));
+    let core = match &scscf {
+        Some(scscf) => ProxyCore::with_router(
+            config,
+            Instant::now(),
+            Box::new(scscf::ScscfRouter::new(&scscf.config.home_domain)),
+        ),
+        None => ProxyCore::new(config, Instant::now()),
+    };
     let shard = Rc::new(RefCell::new(Shard {
-        core: ProxyCore::new(config, Instant::now()),
+        core,
         connections: Connections::default(),
         tcp_framing_errors: 0,
         to_shared: SendBatch::new(),
@@ -157,6 +177,8 @@ pub(crate) async fn run(
         send_errors: 0,
         tcp_opened: Vec::new(),
         tcp_failed: Vec::new(),
+        scscf,
+        deferred: Vec::new(),
     }));
     glommio::spawn_local(tcp::accept_loop(listener, Rc::clone(&shard))).detach();
     let shared_wait = waiter(&shared);
@@ -188,8 +210,14 @@ pub(crate) async fn run(
             continue;
         }
         let idle = next_tick.saturating_duration_since(now);
-        if accept_pending || shard.borrow().connections.len() > 0 {
-            // TCP tasks need the executor: wait through glommio so they run meanwhile.
+        let tasks_need_executor = {
+            let s = shard.borrow();
+            // The S-CSCF's lookup tasks and its share of the registration store (which
+            // other cores message) run on the executor too.
+            s.connections.len() > 0 || s.scscf.is_some()
+        };
+        if accept_pending || tasks_need_executor {
+            // Other tasks need the executor: wait through glommio so they run meanwhile.
             accept_pending = false;
             let mut peek_shared = [0u8; 1];
             let mut peek_own = [0u8; 1];
@@ -271,6 +299,10 @@ impl Publisher {
         snapshot.send_errors = s.send_errors;
         snapshot.tcp_connections = s.connections.len();
         snapshot.tcp_framing_errors = s.tcp_framing_errors;
+        if let Some(scscf) = &s.scscf {
+            snapshot.cross_core_handoffs = scscf.store.handoffs();
+            snapshot.registered_aors = scscf.store.owned();
+        }
         self.registry.publish(self.index, snapshot);
         self.last = now;
     }

@@ -24,6 +24,8 @@ pub struct Target {
     /// request's own. Ignored when the next hop is a strict router, whose URI the
     /// Request-URI must carry.
     pub request_uri: Option<Vec<u8>>,
+    /// Route values put above the request's own (a registered contact's Path), top first.
+    pub routes: Vec<Vec<u8>>,
 }
 
 impl Target {
@@ -36,6 +38,25 @@ impl Target {
             protocol: route::uri_protocol(&parsed),
             udp_fallback: false,
             request_uri: Some(uri.to_vec()),
+            routes: Vec::new(),
+        })
+    }
+
+    /// A branch to `uri` (the new Request-URI) through `routes` (Route values, top first,
+    /// such as a registered contact's Path): sent to the top route if there is one, else
+    /// to the URI. `None` when the next hop does not parse or its host needs DNS.
+    pub fn via_routes(uri: &[u8], routes: Vec<Vec<u8>>) -> Option<Self> {
+        let Some(top) = routes.first() else {
+            return Self::to_uri(uri);
+        };
+        let top = sip::NameAddr::parse(top).ok()?;
+        let next_hop = top.uri();
+        Some(Self {
+            address: route::uri_target(next_hop)?,
+            protocol: route::uri_protocol(next_hop),
+            udp_fallback: false,
+            request_uri: Some(uri.to_vec()),
+            routes,
         })
     }
 }
@@ -48,6 +69,12 @@ pub enum Routing {
     Forward,
     /// Answer the request with this status instead.
     Reject(u16),
+    /// The decision needs a lookup (subscriber data, registrations): the core keeps the
+    /// request in its transaction, absorbing retransmissions, and lists it in
+    /// [`ProxyCore::take_deferred`](crate::ProxyCore::take_deferred); the engine decides and
+    /// calls [`forward_deferred`](crate::ProxyCore::forward_deferred) or
+    /// [`answer_deferred`](crate::ProxyCore::answer_deferred).
+    Defer,
 }
 
 /// Chooses the targets of every request the core forwards statefully.

@@ -198,6 +198,16 @@ impl<'m, 'e> Editor<'m, 'e> {
         self.insert(after_last_route, Content::AddrLine("Route", request_uri))
     }
 
+    /// Adds a Route value above every existing one; successive calls keep their order.
+    pub fn add_route_first(&mut self, value: &'e [u8]) -> Result<&mut Self, EditError> {
+        self.request_only()?;
+        let at = match self.line_of(HeaderName::Route, First) {
+            Some(line) => line.start as usize,
+            None => self.end_of_headers(),
+        };
+        self.insert(at, Content::Line("Route", value))
+    }
+
     /// Appends a header line at the end of the header section.
     pub fn add_header(
         &mut self,

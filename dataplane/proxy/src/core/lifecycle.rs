@@ -58,6 +58,7 @@ impl ProxyCore {
             && let Some(ctx) = self.table.remove(id)
         {
             self.pool.give(ctx.response);
+            self.pool.give(ctx.original);
             for f in ctx.forks {
                 for buf in [f.request, f.cancel_request, f.held] {
                     self.pool.give(buf);

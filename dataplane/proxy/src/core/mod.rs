@@ -21,6 +21,7 @@ use crate::route::{self, Branch, Identity};
 use crate::router::{FollowRoute, Router, Routing, Target};
 use crate::stats::{Stats, class_index, method_index};
 
+mod deferred;
 mod lifecycle;
 mod request;
 mod response;
@@ -203,6 +204,8 @@ struct Context {
     responses: ResponseContext,
     /// One in the plain proxy: inline, so forwarding allocates nothing.
     forks: SmallVec<[Fork; 1]>,
+    /// The request as received, while its router's decision is deferred; else empty.
+    original: Vec<u8>,
 }
 
 impl Context {
@@ -277,6 +280,8 @@ pub struct ProxyCore {
     router: Box<dyn Router>,
     /// The router's answer for the request being handled, reused.
     targets: Vec<Target>,
+    /// Transactions deferred since the engine last asked.
+    deferred: Vec<TxnId>,
 }
 
 fn write_ip(out: &mut ArrayVec<u8, 48>, ip: std::net::IpAddr) {
@@ -338,6 +343,7 @@ impl ProxyCore {
             latency: Latency::default(),
             router,
             targets: Vec::with_capacity(MAX_BRANCHES),
+            deferred: Vec::new(),
             config,
         }
     }

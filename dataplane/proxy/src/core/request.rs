@@ -64,6 +64,11 @@ impl ProxyCore {
             return;
         };
         self.respond(msg, from, 200, &[]);
+        if self.deferred_request(id).is_some() {
+            // Not forwarded yet: nothing downstream to cancel, so end it here.
+            self.answer_deferred(now, id, 487, &[]);
+            return;
+        }
         self.cancel_forks(now, id, None);
     }
 
@@ -187,7 +192,7 @@ impl ProxyCore {
         let refusal = match routing {
             Routing::Reject(status) => Some(status),
             Routing::Forward if targets.is_empty() => Some(480),
-            Routing::Forward => None,
+            Routing::Forward | Routing::Defer => None,
         };
         if let Some(status) = refusal {
             self.targets = targets;
@@ -200,7 +205,11 @@ impl ProxyCore {
             key,
             loop_hash,
         };
-        self.start_transaction(now, incoming, msg, method, plan, &targets);
+        if routing == Routing::Defer {
+            self.defer(now, incoming, msg, method);
+        } else {
+            self.start_transaction(now, incoming, msg, method, plan, &targets);
+        }
         targets.clear();
         self.targets = targets;
     }
@@ -242,6 +251,7 @@ impl ProxyCore {
             method: method_index(method),
             responses: ResponseContext::new(targets.len()),
             forks,
+            original: Vec::new(),
         };
         let id = match self.table.insert(key, context) {
             Ok(id) => id,
@@ -321,6 +331,7 @@ impl ProxyCore {
             },
             udp_fallback: large && !tcp_param,
             request_uri: None,
+            routes: Vec::new(),
         });
         Some(RoutePlan {
             target,
@@ -369,7 +380,7 @@ impl ProxyCore {
             msg,
             via,
             plan,
-            target.request_uri.as_deref(),
+            target,
             record_route.then_some(&self.record_route[..]),
             &mut buf,
         );
@@ -420,7 +431,7 @@ impl ProxyCore {
         };
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        if edit_forwarded(msg, via, &plan, None, None, &mut scratch).is_ok() {
+        if edit_forwarded(msg, via, &plan, target, None, &mut scratch).is_ok() {
             self.outbox.push(
                 (target.protocol, Socket::Own),
                 target.address,
@@ -436,11 +447,11 @@ impl ProxyCore {
 }
 
 /// A new request, as it arrived.
-struct Incoming {
-    received: Instant,
-    from: SocketAddr,
-    key: TxnKey,
-    loop_hash: u64,
+pub(super) struct Incoming {
+    pub(super) received: Instant,
+    pub(super) from: SocketAddr,
+    pub(super) key: TxnKey,
+    pub(super) loop_hash: u64,
 }
 
 /// The §16.4 Route edits every branch of a request gets, and where §16.5 sends it.
@@ -457,18 +468,24 @@ pub(super) fn edit_forwarded(
     msg: &Message<'_>,
     via: ViaSpec<'_>,
     plan: &RoutePlan,
-    request_uri: Option<&[u8]>,
+    target: &Target,
     record_route: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) -> Result<usize, sip::EditError> {
     let mut editor = Editor::new(msg);
     editor.add_via(via)?.decrement_max_forwards()?;
+    // Routes the router added lead the way (they are loose: a Path); the request's own
+    // strict next hop, if any, is then reached through them.
+    let strict_next_hop = plan.strict_next_hop && target.routes.is_empty();
+    for route in &target.routes {
+        editor.add_route_first(route)?;
+    }
     if plan.restore_from_last_route {
         editor.restore_request_uri_from_last_route()?;
-    } else if let Some(uri) = request_uri.filter(|_| !plan.strict_next_hop) {
+    } else if let Some(uri) = target.request_uri.as_deref().filter(|_| !strict_next_hop) {
         editor.set_request_uri(uri)?;
     }
-    if plan.pop_route && plan.strict_next_hop {
+    if plan.pop_route && strict_next_hop {
         // The Editor reads the original message, whose top Route is still ours: write the
         // popped copy first, then route that to the strict router. Rare (RFC 2543 next
         // hop), so the extra copy and its allocation do not matter.
@@ -485,7 +502,7 @@ pub(super) fn edit_forwarded(
     if plan.pop_route {
         editor.pop_route()?;
     }
-    if plan.strict_next_hop {
+    if strict_next_hop {
         editor.route_to_strict_router()?;
     }
     if let Some(uri) = record_route {

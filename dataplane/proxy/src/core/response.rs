@@ -88,7 +88,7 @@ impl ProxyCore {
 
     /// Sends `response` (already without our Via) upstream on the server transaction and
     /// keeps it for retransmissions.
-    fn send_upstream(&mut self, now: Instant, id: TxnId, status: u16, response: &[u8]) {
+    pub(super) fn send_upstream(&mut self, now: Instant, id: TxnId, status: u16, response: &[u8]) {
         let Some(ctx) = self.table.get_mut(id) else {
             return;
         };

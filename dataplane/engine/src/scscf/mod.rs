@@ -1,0 +1,285 @@
+//! The S-CSCF on the engine: a [`proxy::Router`] that defers REGISTERs and requests for
+//! the home domain, and the tasks that decide them with lookups (the subscriber's HA1 and
+//! registration from Homestead, bindings from the registration store) before the core
+//! answers or forwards them. The decisions themselves are the sans-IO `ims` crate's.
+
+mod register;
+pub(crate) mod store;
+mod terminating;
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ims::auth::{AuthConfig, Authenticator};
+use ims::registrar::RegisterPolicy;
+use proxy::{Router, Routing, Target};
+use sip::{Host, Message, Method, Scheme};
+use txn::TxnId;
+
+use self::store::RegistrationStore;
+use crate::shard::Shard;
+
+/// A lookup the S-CSCF awaits, run wherever the implementation likes (Homestead's client
+/// runs it on the control plane's tokio runtime).
+pub type Lookup<T> = Pin<Box<dyn Future<Output = Result<T, LookupFailure>> + Send>>;
+
+/// Why a subscriber lookup failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupFailure {
+    /// No such subscriber.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Homestead or its store is down, overloaded or slow: the caller gets 504.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a registration change tells Homestead (the reg-data `reqtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationChange {
+    /// A REGISTER with bindings (`reg`).
+    Register,
+    /// The UE removed its last binding (`dereg-user`).
+    DeregisterUser,
+}
+
+/// Subscriber data the S-CSCF needs (Homestead, reference §1.1).
+pub trait Subscribers: Send + Sync + fmt::Debug {
+    /// The digest HA1 of `impi` for registering `impu`.
+    fn digest_ha1(&self, impi: String, impu: String) -> Lookup<String>;
+    /// Records a registration change; answers the implicit registration set's public
+    /// identities (for P-Associated-URI).
+    fn registration(
+        &self,
+        impu: String,
+        impi: String,
+        change: RegistrationChange,
+    ) -> Lookup<Vec<String>>;
+    /// Whether `impu` is a subscriber here at all (404 or 480 for a request to it).
+    fn exists(&self, impu: String) -> Lookup<bool>;
+}
+
+/// How the S-CSCF runs.
+#[derive(Debug, Clone)]
+pub struct ScscfConfig {
+    /// The home domain: REGISTERs for it are ours, requests to it are terminating.
+    pub home_domain: String,
+    /// Our own URI for Service-Route (`;lr;orig` is added).
+    pub scscf_uri: String,
+    /// Digest authentication (realm, cluster secret, nonces).
+    pub auth: AuthConfig,
+    /// Registration expiry limits.
+    pub register: RegisterPolicy,
+    /// Homestead.
+    pub subscribers: Arc<dyn Subscribers>,
+    /// How long a Homestead lookup may take before the request gets 504.
+    pub lookup_timeout: Duration,
+    /// AoRs each core may own in the embedded registration store.
+    pub max_aors_per_core: usize,
+}
+
+/// Routes a request the S-CSCF way: REGISTER to the home domain and initial requests to
+/// a user of it are deferred for lookups; everything else follows its Route or
+/// Request-URI.
+#[derive(Debug)]
+pub(crate) struct ScscfRouter {
+    home_domain: String,
+}
+
+impl ScscfRouter {
+    pub(crate) fn new(home_domain: &str) -> Self {
+        Self {
+            home_domain: home_domain.to_ascii_lowercase(),
+        }
+    }
+
+    fn is_home(&self, msg: &Message<'_>) -> bool {
+        let Some(Ok(uri)) = msg.request_uri() else {
+            return false;
+        };
+        matches!(uri.scheme(), Scheme::Sip | Scheme::Sips)
+            && matches!(uri.host(), Some(Host::Domain(d)) if d.eq_ignore_ascii_case(self.home_domain.as_bytes()))
+    }
+}
+
+impl Router for ScscfRouter {
+    fn route(
+        &mut self,
+        request: &Message<'_>,
+        planned: Option<Target>,
+        targets: &mut Vec<Target>,
+    ) -> Routing {
+        let initial = request.to().ok().is_some_and(|to| to.tag().is_none());
+        let ours = request.routes().next().is_none() && self.is_home(request);
+        if ours && (initial || request.method() == Some(Method::Register)) {
+            return Routing::Defer;
+        }
+        proxy::FollowRoute.route(request, planned, targets)
+    }
+}
+
+/// One core's S-CSCF state, shared by its lookup tasks.
+#[derive(Debug)]
+pub(crate) struct ScscfCore {
+    pub(crate) config: ScscfConfig,
+    pub(crate) auth: RefCell<Authenticator>,
+    pub(crate) store: RegistrationStore,
+    salt: Cell<u64>,
+}
+
+impl ScscfCore {
+    pub(crate) fn new(config: ScscfConfig, core: usize, store: RegistrationStore) -> Self {
+        let auth = Authenticator::new(&config.auth, unix_now());
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Self {
+            config,
+            auth: RefCell::new(auth),
+            store,
+            // Unique per core and start: the MAC, not the salt, is what protects a nonce.
+            salt: Cell::new(started ^ ((core as u64) << 56)),
+        }
+    }
+
+    pub(crate) fn next_salt(&self) -> u64 {
+        let salt = self.salt.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.salt.set(salt);
+        salt
+    }
+}
+
+/// What a core needs to start its S-CSCF: the configuration, its own registration-store
+/// inbox, and every core's inbox (its own included, unused).
+pub(crate) struct CoreSetup {
+    pub(crate) config: ScscfConfig,
+    pub(crate) inbox: futures::channel::mpsc::Receiver<store::StoreOp>,
+    pub(crate) owners: Vec<futures::channel::mpsc::Sender<store::StoreOp>>,
+}
+
+impl CoreSetup {
+    /// One setup per core, wired to each other.
+    pub(crate) fn for_cores(config: &ScscfConfig, cores: usize) -> Vec<Self> {
+        let (owners, inboxes): (Vec<_>, Vec<_>) = (0..cores)
+            .map(|_| futures::channel::mpsc::channel(4096))
+            .unzip();
+        inboxes
+            .into_iter()
+            .map(|inbox| Self {
+                config: config.clone(),
+                inbox,
+                owners: owners.clone(),
+            })
+            .collect()
+    }
+
+    /// Starts the core's share of the registration store and its S-CSCF state.
+    pub(crate) fn start(self, core: usize) -> Rc<ScscfCore> {
+        let owned = Rc::new(store::OwnedAors::new(core, self.config.max_aors_per_core));
+        glommio::spawn_local(Rc::clone(&owned).serve(self.inbox)).detach();
+        let store = RegistrationStore::new(owned, self.owners);
+        Rc::new(ScscfCore::new(self.config, core, store))
+    }
+}
+
+/// What a lookup task decided for a deferred request.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    Answer {
+        status: u16,
+        headers: Vec<(&'static str, Vec<u8>)>,
+    },
+    Forward(Vec<Target>),
+}
+
+impl Decision {
+    pub(crate) fn status(status: u16) -> Self {
+        Self::Answer {
+            status,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch: nonces and binding expiries are wall-clock times that
+/// every node of a cluster shares.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Starts a task for every request the core deferred.
+pub(crate) fn spawn_deferred(
+    shard: &Rc<RefCell<Shard>>,
+    scscf: &Rc<ScscfCore>,
+    ids: &mut Vec<TxnId>,
+) {
+    shard.borrow_mut().core.take_deferred(ids);
+    for id in ids.drain(..) {
+        let Some(request) = shard.borrow().core.deferred_request(id).map(<[u8]>::to_vec) else {
+            continue;
+        };
+        let shard = Rc::clone(shard);
+        let scscf = Rc::clone(scscf);
+        glommio::spawn_local(async move {
+            let decision = decide(&scscf, &request).await;
+            {
+                let mut s = shard.borrow_mut();
+                let now = Instant::now();
+                match decision {
+                    Decision::Answer { status, headers } => {
+                        let headers: Vec<(&'static str, &[u8])> =
+                            headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+                        s.core.answer_deferred(now, id, status, &headers);
+                    }
+                    Decision::Forward(targets) => s.core.forward_deferred(now, id, &targets),
+                }
+            }
+            Shard::route(&shard);
+        })
+        .detach();
+    }
+}
+
+async fn decide(scscf: &ScscfCore, request: &[u8]) -> Decision {
+    let Ok(msg) = Message::parse(request) else {
+        return Decision::status(400);
+    };
+    match msg.method() {
+        Some(Method::Register) => register::register(scscf, &msg).await,
+        _ => terminating::terminate(scscf, &msg).await,
+    }
+}
+
+/// Runs a Homestead lookup with the configured timeout.
+pub(crate) async fn lookup<T>(scscf: &ScscfCore, call: Lookup<T>) -> Result<T, LookupFailure> {
+    let timeout = scscf.config.lookup_timeout;
+    match glommio::timer::timeout(timeout, async { Ok(call.await) }).await {
+        Ok(result) => result,
+        Err(_) => Err(LookupFailure::Unavailable(format!(
+            "no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// The AoR of a URI: scheme, user and host, without port or parameters (`sip:user@host`).
+pub(crate) fn aor_of(uri: &sip::Uri<'_>) -> Option<String> {
+    let user = uri.user()?;
+    let host = uri.host_raw();
+    let scheme = match uri.scheme() {
+        Scheme::Sips => "sips",
+        _ => "sip",
+    };
+    Some(format!(
+        "{scheme}:{}@{}",
+        String::from_utf8_lossy(user),
+        String::from_utf8_lossy(host).to_ascii_lowercase()
+    ))
+}

@@ -1,0 +1,183 @@
+//! REGISTER at the S-CSCF (reference §1.4): digest authentication, the registrar's rules
+//! applied with compare-and-swap on the registration store, Homestead told of the change,
+//! and the 200 OK with every binding, Path, Service-Route and P-Associated-URI.
+
+use ims::auth::{ChallengeKind, Outcome, Presented};
+use ims::registrar::{self, Applied, Refusal, Register};
+use sip::Message;
+
+use super::store::{StoreFailure, Versioned};
+use super::{Decision, LookupFailure, RegistrationChange, ScscfCore, aor_of, lookup, unix_now};
+
+/// Compare-and-swap attempts before the REGISTER gets 500.
+const CAS_ATTEMPTS: usize = 8;
+
+pub(crate) async fn register(scscf: &ScscfCore, msg: &Message<'_>) -> Decision {
+    let Some(aor) = msg.to().ok().and_then(|to| aor_of(to.uri())) else {
+        return Decision::status(400);
+    };
+    let now_s = unix_now();
+    let presented = scscf
+        .auth
+        .borrow()
+        .inspect(msg, ChallengeKind::Register, now_s);
+    let (impi, credentials, nonce) = match presented {
+        Presented::Malformed => return Decision::status(400),
+        Presented::Challenge => return challenge(scscf, default_impi(&aor), now_s, false),
+        Presented::Verify {
+            impi,
+            credentials,
+            nonce,
+        } => (
+            String::from_utf8_lossy(impi).into_owned(),
+            credentials,
+            nonce,
+        ),
+    };
+    let ha1 = match lookup(
+        scscf,
+        scscf
+            .config
+            .subscribers
+            .digest_ha1(impi.clone(), aor.clone()),
+    )
+    .await
+    {
+        Ok(ha1) => ha1,
+        // An unknown user learns only now, after sending credentials, that they are wrong.
+        Err(LookupFailure::NotFound(_)) => return Decision::status(403),
+        Err(LookupFailure::Unavailable(_)) => return Decision::status(504),
+    };
+    let outcome = scscf.auth.borrow_mut().verify(
+        &credentials,
+        nonce,
+        b"REGISTER",
+        ha1.as_bytes(),
+        unix_now(),
+    );
+    match outcome {
+        Outcome::Authenticated => {}
+        Outcome::Stale => return challenge(scscf, impi, now_s, true),
+        Outcome::Forbidden | Outcome::Replayed => return Decision::status(403),
+        Outcome::Busy => return Decision::status(503),
+    }
+    let register = match Register::from_message(msg, &impi) {
+        Ok(register) => register,
+        Err(refusal) => return refused(refusal),
+    };
+    let applied = match store_binding_change(scscf, &aor, &register).await {
+        Ok(applied) => applied,
+        Err(decision) => return decision,
+    };
+    let change = if applied.state.is_empty() {
+        applied
+            .deregistered
+            .then_some(RegistrationChange::DeregisterUser)
+    } else {
+        Some(RegistrationChange::Register)
+    };
+    let mut associated = vec![aor.clone()];
+    if let Some(change) = change {
+        let call = scscf
+            .config
+            .subscribers
+            .registration(aor.clone(), impi.clone(), change);
+        match lookup(scscf, call).await {
+            Ok(identities) if !identities.is_empty() => associated = identities,
+            Ok(_) => {}
+            Err(LookupFailure::NotFound(_)) => return Decision::status(403),
+            Err(LookupFailure::Unavailable(_)) => return Decision::status(504),
+        }
+    }
+    ok(scscf, msg, &aor, &applied, &associated)
+}
+
+/// IMS UEs without credentials yet are identified by their AoR's user@host.
+fn default_impi(aor: &str) -> String {
+    aor.split_once(':').map_or(aor, |(_, rest)| rest).to_owned()
+}
+
+fn challenge(scscf: &ScscfCore, impi: String, now_s: u64, stale: bool) -> Decision {
+    let mut value = Vec::with_capacity(128);
+    scscf
+        .auth
+        .borrow()
+        .challenge(now_s, scscf.next_salt(), impi.as_bytes(), stale, &mut value);
+    Decision::Answer {
+        status: 401,
+        headers: vec![(ChallengeKind::Register.challenge_header(), value)],
+    }
+}
+
+fn refused(refusal: Refusal) -> Decision {
+    let headers = match refusal {
+        Refusal::IntervalTooBrief { min_expires } => {
+            vec![("Min-Expires", min_expires.to_string().into_bytes())]
+        }
+        _ => Vec::new(),
+    };
+    Decision::Answer {
+        status: refusal.status(),
+        headers,
+    }
+}
+
+/// Read, apply, compare-and-swap; again on a conflict. The 200 goes only after a write
+/// succeeded (reference §1.4).
+async fn store_binding_change(
+    scscf: &ScscfCore,
+    aor: &str,
+    register: &Register,
+) -> Result<Applied, Decision> {
+    let store_failed = |e: StoreFailure| match e {
+        StoreFailure::Full(_) => Decision::status(503),
+        StoreFailure::OwnerGone(_) => Decision::status(500),
+    };
+    for _ in 0..CAS_ATTEMPTS {
+        let current = scscf.store.get(aor).await.map_err(store_failed)?;
+        let applied = registrar::apply(&current.state, register, unix_now(), scscf.config.register)
+            .map_err(refused)?;
+        let next = Versioned {
+            state: applied.state.clone(),
+            version: current.version,
+        };
+        if scscf
+            .store
+            .compare_and_set(aor, next)
+            .await
+            .map_err(store_failed)?
+        {
+            return Ok(applied);
+        }
+    }
+    Err(Decision::status(500))
+}
+
+fn ok(
+    scscf: &ScscfCore,
+    msg: &Message<'_>,
+    aor: &str,
+    applied: &Applied,
+    associated: &[String],
+) -> Decision {
+    let now_s = unix_now();
+    let gruu = msg.supports(b"gruu");
+    let mut headers: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    for contact in registrar::contact_values(&applied.state, aor, now_s, gruu) {
+        headers.push(("Contact", contact.into_bytes()));
+    }
+    for path in msg.values(sip::HeaderName::Path) {
+        headers.push(("Path", path.to_vec()));
+    }
+    if !applied.state.is_empty() {
+        let route = format!("<{};lr;orig>", scscf.config.scscf_uri);
+        headers.push(("Service-Route", route.into_bytes()));
+        for uri in associated.iter().filter(|u| !u.contains('!')) {
+            headers.push(("P-Associated-URI", format!("<{uri}>").into_bytes()));
+        }
+    }
+    Decision::Answer {
+        status: 200,
+        headers,
+    }
+}

@@ -1,0 +1,197 @@
+//! The embedded registration store: every AoR lives on one owner core (a hash of the AoR
+//! picks it), in a plain map only that core touches. Other cores reach it with a message
+//! on the owner's channel and wait for the reply; each such hand-off is counted. No lock
+//! is shared between cores. Writes are compare-and-swap on a version, as they would be
+//! against memcached, so the registrar's read-modify-write loop is the same for both.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::rc::Rc;
+
+use futures::channel::{mpsc, oneshot};
+use futures::{SinkExt, StreamExt};
+use ims::registrar::AorState;
+
+/// An AoR's state and the version a compare-and-swap must quote (0: absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Versioned {
+    pub(crate) state: AorState,
+    pub(crate) version: u64,
+}
+
+/// Why the store could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StoreFailure {
+    /// The owner core holds as many AoRs as it may.
+    #[error("registration store full on core {0}")]
+    Full(usize),
+    /// The owner core's channel is gone (it stopped).
+    #[error("registration store owner core {0} is not answering")]
+    OwnerGone(usize),
+}
+
+/// A request to an owner core.
+pub(crate) enum StoreOp {
+    Get {
+        aor: String,
+        reply: oneshot::Sender<Versioned>,
+    },
+    CompareAndSet {
+        aor: String,
+        value: Versioned,
+        reply: oneshot::Sender<Result<bool, StoreFailure>>,
+    },
+}
+
+/// The AoRs one core owns.
+#[derive(Debug)]
+pub(crate) struct OwnedAors {
+    core: usize,
+    aors: RefCell<HashMap<String, Versioned>>,
+    next_version: Cell<u64>,
+    capacity: usize,
+}
+
+impl OwnedAors {
+    pub(crate) fn new(core: usize, capacity: usize) -> Self {
+        Self {
+            core,
+            aors: RefCell::new(HashMap::new()),
+            next_version: Cell::new(1),
+            capacity,
+        }
+    }
+
+    fn get(&self, aor: &str) -> Versioned {
+        self.aors.borrow().get(aor).cloned().unwrap_or_default()
+    }
+
+    /// Stores `value.state` if the stored version is still `value.version`; an empty
+    /// state removes the AoR.
+    fn compare_and_set(&self, aor: String, value: Versioned) -> Result<bool, StoreFailure> {
+        let mut aors = self.aors.borrow_mut();
+        let current = aors.get(&aor).map_or(0, |v| v.version);
+        if current != value.version {
+            return Ok(false);
+        }
+        if value.state.is_empty() {
+            aors.remove(&aor);
+            return Ok(true);
+        }
+        if current == 0 && aors.len() >= self.capacity {
+            return Err(StoreFailure::Full(self.core));
+        }
+        let version = self.next_version.get();
+        self.next_version.set(version + 1);
+        aors.insert(
+            aor,
+            Versioned {
+                state: value.state,
+                version,
+            },
+        );
+        Ok(true)
+    }
+
+    /// AoRs held.
+    pub(crate) fn len(&self) -> usize {
+        self.aors.borrow().len()
+    }
+
+    /// Answers other cores' requests until every sender is gone.
+    pub(crate) async fn serve(self: Rc<Self>, mut requests: mpsc::Receiver<StoreOp>) {
+        while let Some(op) = requests.next().await {
+            match op {
+                StoreOp::Get { aor, reply } => {
+                    let _ = reply.send(self.get(&aor));
+                }
+                StoreOp::CompareAndSet { aor, value, reply } => {
+                    let _ = reply.send(self.compare_and_set(aor, value));
+                }
+            }
+        }
+    }
+}
+
+/// One core's view of the whole store.
+#[derive(Debug)]
+pub(crate) struct RegistrationStore {
+    local: Rc<OwnedAors>,
+    owners: Vec<mpsc::Sender<StoreOp>>,
+    handoffs: Cell<u64>,
+}
+
+impl RegistrationStore {
+    /// `owners[i]` reaches core i's [`OwnedAors::serve`]; `local` is this core's own.
+    pub(crate) fn new(local: Rc<OwnedAors>, owners: Vec<mpsc::Sender<StoreOp>>) -> Self {
+        Self {
+            local,
+            owners,
+            handoffs: Cell::new(0),
+        }
+    }
+
+    /// Requests sent to another core so far.
+    pub(crate) fn handoffs(&self) -> u64 {
+        self.handoffs.get()
+    }
+
+    /// AoRs this core owns.
+    pub(crate) fn owned(&self) -> usize {
+        self.local.len()
+    }
+
+    fn owner(&self, aor: &str) -> usize {
+        // SipHash with fixed keys: every core computes the same owner.
+        let mut h = DefaultHasher::new();
+        aor.hash(&mut h);
+        (h.finish() % self.owners.len().max(1) as u64) as usize
+    }
+
+    fn remote(&self, aor: &str) -> Option<(usize, mpsc::Sender<StoreOp>)> {
+        let owner = self.owner(aor);
+        if owner == self.local.core {
+            return None;
+        }
+        self.handoffs.set(self.handoffs.get() + 1);
+        Some((owner, self.owners[owner].clone()))
+    }
+
+    pub(crate) async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure> {
+        let Some((owner, mut channel)) = self.remote(aor) else {
+            return Ok(self.local.get(aor));
+        };
+        let (reply, answer) = oneshot::channel();
+        let op = StoreOp::Get {
+            aor: aor.to_owned(),
+            reply,
+        };
+        channel
+            .send(op)
+            .await
+            .map_err(|_| StoreFailure::OwnerGone(owner))?;
+        answer.await.map_err(|_| StoreFailure::OwnerGone(owner))
+    }
+
+    pub(crate) async fn compare_and_set(
+        &self,
+        aor: &str,
+        value: Versioned,
+    ) -> Result<bool, StoreFailure> {
+        let Some((owner, mut channel)) = self.remote(aor) else {
+            return self.local.compare_and_set(aor.to_owned(), value);
+        };
+        let (reply, answer) = oneshot::channel();
+        let op = StoreOp::CompareAndSet {
+            aor: aor.to_owned(),
+            value,
+            reply,
+        };
+        channel
+            .send(op)
+            .await
+            .map_err(|_| StoreFailure::OwnerGone(owner))?;
+        answer.await.map_err(|_| StoreFailure::OwnerGone(owner))?
+    }
+}

@@ -1,0 +1,144 @@
+//! Requests whose router needs a lookup first (`Routing::Defer`): the core holds the
+//! request in its server transaction, absorbing retransmissions, until the engine has the
+//! answer and either forwards the request to targets or answers it.
+
+use std::time::Instant;
+
+use sip::{Message, Method};
+use txn::{InsertError, Kind, ServerTransaction, TxnId};
+
+use super::request::Incoming;
+use super::*;
+
+impl ProxyCore {
+    pub(super) fn defer(
+        &mut self,
+        now: Instant,
+        incoming: Incoming,
+        msg: &Message<'_>,
+        method: Method<'_>,
+    ) {
+        let kind = Kind::of(method);
+        let upstream_protocol = self.arrived_over;
+        let context = Context {
+            server: ServerTransaction::new(
+                kind,
+                upstream_protocol.reliability(),
+                self.config.timers,
+                now,
+            ),
+            upstream: response_target(msg, incoming.from),
+            upstream_protocol,
+            response: Vec::new(),
+            scheduled: None,
+            received: incoming.received,
+            provisional_sent: false,
+            method: method_index(method),
+            responses: ResponseContext::new(1),
+            forks: SmallVec::new(),
+            original: self.pool.copy_of(msg.as_bytes()),
+        };
+        let id = match self.table.insert(incoming.key, context) {
+            Ok(id) => id,
+            Err(InsertError::Full(_)) => {
+                self.stats.table_full += 1;
+                self.respond(msg, incoming.from, 503, &[("Retry-After", RETRY_AFTER)]);
+                return;
+            }
+            Err(InsertError::Duplicate(_)) => return,
+        };
+        self.stats.transactions_created += 1;
+        if kind == Kind::Invite {
+            self.send_response_upstream(now, id, msg, 100, true);
+        }
+        self.deferred.push(id);
+    }
+
+    /// Moves the requests deferred since the last call into `out`.
+    pub fn take_deferred(&mut self, out: &mut Vec<TxnId>) {
+        out.append(&mut self.deferred);
+    }
+
+    /// The request a deferred transaction holds, as received.
+    pub fn deferred_request(&self, id: TxnId) -> Option<&[u8]> {
+        self.table
+            .get(id)
+            .map(|ctx| ctx.original.as_slice())
+            .filter(|bytes| !bytes.is_empty())
+    }
+
+    /// Takes a deferred transaction's request out, or `None` if it is gone or was resumed.
+    fn take_original(&mut self, id: TxnId) -> Option<Vec<u8>> {
+        let ctx = self.table.get_mut(id)?;
+        let original = std::mem::take(&mut ctx.original);
+        (!original.is_empty()).then_some(original)
+    }
+
+    /// Answers a deferred request with `status` and `headers` (each a header line: name
+    /// and value, in order), as a response generated here, with our To tag.
+    pub fn answer_deferred(
+        &mut self,
+        now: Instant,
+        id: TxnId,
+        status: u16,
+        headers: &[(&'static str, &[u8])],
+    ) {
+        let Some(original) = self.take_original(id) else {
+            return;
+        };
+        if let Ok(request) = Message::parse(&original) {
+            let tag = route::local_tag(&request);
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            let built = build::response(&request, status, &tag, headers, &mut scratch).is_ok();
+            if built {
+                self.send_upstream(now, id, status, &scratch);
+            }
+            self.scratch = scratch;
+        }
+        self.pool.give(original);
+        self.reschedule(now, id);
+    }
+
+    /// Forwards a deferred request to `targets` (none: 480), as if its router had chosen
+    /// them at once.
+    pub fn forward_deferred(&mut self, now: Instant, id: TxnId, targets: &[Target]) {
+        if targets.is_empty() {
+            self.answer_deferred(now, id, 480, &[]);
+            return;
+        }
+        let Some(original) = self.take_original(id) else {
+            return;
+        };
+        let forwarded = Message::parse(&original).ok().and_then(|msg| {
+            let method = msg.method()?;
+            let plan = self.plan_route(&msg)?;
+            let loop_hash = route::loop_hash(&msg);
+            let targets = &targets[..targets.len().min(MAX_BRANCHES)];
+            let ctx = self.table.get_mut(id)?;
+            ctx.forks = targets.iter().map(Fork::new).collect();
+            ctx.responses = ResponseContext::new(targets.len());
+            for (fork, target) in targets.iter().enumerate() {
+                self.forward(now, id, fork, &msg, method, &plan, target, loop_hash);
+            }
+            Some(())
+        });
+        if forwarded.is_none() {
+            self.pool.give(original);
+            self.answer_deferred_failed(now, id);
+            return;
+        }
+        self.pool.give(original);
+        self.reschedule(now, id);
+    }
+
+    /// A deferred request whose stored copy no longer routes: 500, from nothing but the
+    /// transaction (cannot happen for a request that routed when it arrived).
+    fn answer_deferred_failed(&mut self, now: Instant, id: TxnId) {
+        self.stats.parse_errors += 1;
+        if let Some(ctx) = self.table.get_mut(id) {
+            let _ = ctx.server.on_transport_error();
+        }
+        self.reschedule(now, id);
+    }
+}
