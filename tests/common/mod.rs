@@ -297,3 +297,57 @@ pub(crate) fn column(stats: &str, name: &str) -> u64 {
         .parse()
         .unwrap_or_else(|_| panic!("{name} = {}", last[at]))
 }
+
+/// A running `whitewater all-in-one`: the S-CSCF for example.com on one core, with
+/// Homestead in process and `demo` subscribers 6505550000@example.com upwards (password
+/// 7kkzTyGW).
+pub(crate) struct AllInOne {
+    _process: Running,
+    pub(crate) listen: SocketAddr,
+    pub(crate) metrics: SocketAddr,
+    pub(crate) homestead: SocketAddr,
+    pub(crate) prov: SocketAddr,
+}
+
+pub(crate) const DEMO_PASSWORD: &str = "7kkzTyGW";
+
+/// Starts all-in-one with `demo` subscribers and `extra` options, and waits until SIP,
+/// metrics and both Homestead APIs answer.
+pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
+    let port = free_udp_ports(1);
+    let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+    let metrics: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+    let homestead: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+    let prov: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+    let data = tempdir();
+    let child = Command::new(env!("CARGO_BIN_EXE_whitewater"))
+        .arg("all-in-one")
+        .args(["--listen", &listen.to_string(), "--cores", "0"])
+        .args(["--metrics", &metrics.to_string()])
+        .args(["--homestead-http", &homestead.to_string()])
+        .args(["--prov-http", &prov.to_string()])
+        .args(["--data-dir", data.to_str().expect("utf-8")])
+        .args(["--demo-subscribers", &demo.to_string()])
+        .args(extra)
+        .env("WW_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start whitewater all-in-one");
+    let process = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(metrics).is_err()
+        || TcpStream::connect(homestead).is_err()
+        || !udp_bound(port)
+        || !udp_bound(port + 1)
+    {
+        assert!(Instant::now() < deadline, "all-in-one did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    AllInOne {
+        _process: process,
+        listen,
+        metrics,
+        homestead,
+        prov,
+    }
+}

@@ -1,0 +1,332 @@
+//! The S-CSCF of `whitewater all-in-one` as a UE sees it over UDP: digest registration
+//! against Homestead's subscribers, the registrar's answers, and every way credentials
+//! can be wrong.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::{AllInOne, DEMO_PASSWORD, metric, scrape_until, start_all_in_one};
+use ims::auth::digest::{self, ResponseInput};
+use sip::{Auth, Message};
+
+const DOMAIN: &str = "example.com";
+const ALICE: &str = "6505550000";
+const BOB: &str = "6505550001";
+
+/// A UE on a UDP socket of its own.
+struct Ue {
+    socket: UdpSocket,
+    server: SocketAddr,
+    user: String,
+    cseq: u32,
+    call_id: String,
+}
+
+/// One answer, copied out.
+struct Answer(Vec<u8>);
+
+impl Answer {
+    fn msg(&self) -> Message<'_> {
+        Message::parse(&self.0).expect("the S-CSCF's answer parses")
+    }
+    fn status(&self) -> u16 {
+        self.msg().status().expect("a response")
+    }
+    fn headers(&self, name: &str) -> Vec<String> {
+        self.msg()
+            .headers()
+            .filter(|h| h.raw_name().eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| String::from_utf8_lossy(h.value()).into_owned())
+            .collect()
+    }
+    fn header(&self, name: &str) -> String {
+        let values = self.headers(name);
+        assert_eq!(values.len(), 1, "one {name} in\n{}", self.text());
+        values[0].clone()
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+    fn nonce(&self) -> String {
+        let challenge = self.header("WWW-Authenticate");
+        let auth = Auth::parse(challenge.as_bytes()).expect("challenge parses");
+        String::from_utf8_lossy(auth.nonce().expect("nonce")).into_owned()
+    }
+}
+
+impl Ue {
+    fn new(server: SocketAddr, user: &str) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        Self {
+            call_id: format!("reg-{user}-{}", socket.local_addr().expect("addr").port()),
+            socket,
+            server,
+            user: user.to_owned(),
+            cseq: 0,
+        }
+    }
+
+    fn impi(&self) -> String {
+        format!("{}@{DOMAIN}", self.user)
+    }
+
+    fn contact(&self) -> String {
+        format!(
+            "<sip:{}@{}>",
+            self.user,
+            self.socket.local_addr().expect("addr")
+        )
+    }
+
+    /// Sends a REGISTER with `lines` (header lines) and returns the final answer.
+    fn register(&mut self, lines: &[String]) -> Answer {
+        self.cseq += 1;
+        let me = self.socket.local_addr().expect("addr");
+        let mut text = format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-{}-{};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{}@{DOMAIN}>;tag=ue\r\nTo: <sip:{}@{DOMAIN}>\r\n\
+             Call-ID: {}\r\nCSeq: {} REGISTER\r\n",
+            self.call_id, self.cseq, self.user, self.user, self.call_id, self.cseq
+        );
+        for line in lines {
+            text += line;
+            text += "\r\n";
+        }
+        text += "Content-Length: 0\r\n\r\n";
+        self.socket
+            .send_to(text.as_bytes(), self.server)
+            .expect("send");
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let (n, _) = self
+                .socket
+                .recv_from(&mut buf)
+                .expect("an answer within 5 s");
+            let answer = Answer(buf[..n].to_vec());
+            if answer.status() >= 200 {
+                return answer;
+            }
+        }
+    }
+
+    /// The Authorization line for `nonce` with nonce count `nc` and `password`.
+    fn authorization(&self, nonce: &str, nc: u32, password: &str) -> String {
+        let impi = self.impi();
+        let ha1 = digest::ha1(impi.as_bytes(), DOMAIN.as_bytes(), password.as_bytes());
+        let nc = format!("{nc:08x}");
+        let uri = format!("sip:{DOMAIN}");
+        let response = digest::expected_response(
+            &ha1,
+            &ResponseInput {
+                method: b"REGISTER",
+                uri: uri.as_bytes(),
+                nonce: nonce.as_bytes(),
+                qop: Some((b"auth", nc.as_bytes(), b"c0ffee")),
+            },
+        );
+        format!(
+            "Authorization: Digest username=\"{impi}\",realm=\"{DOMAIN}\",nonce=\"{nonce}\",\
+             uri=\"{uri}\",response=\"{}\",algorithm=MD5,qop=auth,nc={nc},cnonce=\"c0ffee\"",
+            String::from_utf8_lossy(&response)
+        )
+    }
+
+    /// REGISTER, 401, REGISTER with credentials: the final answer.
+    fn register_with(&mut self, password: &str, lines: &[String]) -> Answer {
+        let challenge = self.register(lines);
+        assert_eq!(challenge.status(), 401, "{}", challenge.text());
+        let mut lines = lines.to_vec();
+        lines.push(self.authorization(&challenge.nonce(), 1, password));
+        self.register(&lines)
+    }
+}
+
+fn contact_expires(ue: &Ue, expires: u32) -> Vec<String> {
+    vec![
+        format!("Contact: {}", ue.contact()),
+        format!("Expires: {expires}"),
+    ]
+}
+
+async fn reg_data_state(aio: &AllInOne, impu: &str) -> String {
+    let url = format!(
+        "http://{}/impu/{}/reg-data",
+        aio.homestead,
+        impu.replace(':', "%3A")
+    );
+    let body = reqwest::get(url)
+        .await
+        .expect("GET reg-data")
+        .text()
+        .await
+        .expect("body");
+    body.split("<RegistrationState>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_ue_registers_with_its_password_and_homestead_learns_of_it() {
+    let aio = start_all_in_one(5, &[]);
+    let mut alice = Ue::new(aio.listen, ALICE);
+    let device = format!(
+        "Contact: {};+sip.instance=\"<urn:uuid:0000-a>\";reg-id=1",
+        alice.contact()
+    );
+    let ok = alice.register_with(
+        DEMO_PASSWORD,
+        &[
+            device.clone(),
+            "Expires: 3600".into(),
+            "Supported: path, gruu".into(),
+            "Path: <sip:pcscf.example.com;lr>".into(),
+        ],
+    );
+    assert_eq!(ok.status(), 200, "{}", ok.text());
+    let contact = ok.header("Contact");
+    assert!(
+        contact.contains(";expires=300"),
+        "cut to reg_max_expires: {contact}"
+    );
+    assert!(
+        contact.contains(&format!(
+            "pub-gruu=\"sip:{ALICE}@{DOMAIN};gr=urn:uuid:0000-a\""
+        )),
+        "{contact}"
+    );
+    assert_eq!(ok.header("Path"), "<sip:pcscf.example.com;lr>");
+    assert_eq!(
+        ok.header("Service-Route"),
+        format!("<sip:{};lr;orig>", aio.listen)
+    );
+    assert_eq!(
+        ok.headers("P-Associated-URI"),
+        [format!("<sip:{ALICE}@{DOMAIN}>")]
+    );
+    assert_eq!(
+        reg_data_state(&aio, &format!("sip:{ALICE}@{DOMAIN}")).await,
+        "REGISTERED"
+    );
+    let text = scrape_until(aio.metrics, "one AoR", |t| {
+        metric(t, "ww_registered_aors") == 1
+    });
+    assert_eq!(metric(&text, "ww_registered_aors"), 1);
+
+    // A refresh reuses the nonce with the next count: no new challenge needed.
+    let nonce = {
+        let mut probe = Ue::new(aio.listen, ALICE);
+        probe.register(&[]).nonce()
+    };
+    let lines = [
+        device.clone(),
+        "Expires: 600".into(),
+        alice.authorization(&nonce, 1, DEMO_PASSWORD),
+    ];
+    let refreshed = alice.register(&lines);
+    assert_eq!(refreshed.status(), 200);
+    assert_eq!(
+        refreshed.headers("Contact").len(),
+        1,
+        "the same binding (instance, reg-id)"
+    );
+
+    // Deregistration: Expires 0 removes the binding; Homestead hears dereg-user.
+    let ok = alice.register_with(DEMO_PASSWORD, &[device, "Expires: 0".into()]);
+    assert_eq!(ok.status(), 200, "{}", ok.text());
+    assert!(
+        ok.headers("Contact").is_empty(),
+        "no binding left: {}",
+        ok.text()
+    );
+    assert_eq!(
+        reg_data_state(&aio, &format!("sip:{ALICE}@{DOMAIN}")).await,
+        "NOT_REGISTERED"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_403() {
+    let aio = start_all_in_one(2, &[]);
+    let mut bob = Ue::new(aio.listen, BOB);
+    let lines = contact_expires(&bob, 300);
+    assert_eq!(bob.register_with("not-the-password", &lines).status(), 403);
+}
+
+#[test]
+fn a_replayed_response_is_refused() {
+    let aio = start_all_in_one(2, &[]);
+    let mut alice = Ue::new(aio.listen, ALICE);
+    let challenge = alice.register(&contact_expires(&alice, 300));
+    let mut lines = contact_expires(&alice, 300);
+    lines.push(alice.authorization(&challenge.nonce(), 1, DEMO_PASSWORD));
+    assert_eq!(alice.register(&lines).status(), 200);
+    // The same Authorization again (an attacker's copy, in a new transaction).
+    assert_eq!(alice.register(&lines).status(), 403);
+}
+
+#[test]
+fn an_expired_nonce_gets_a_stale_challenge() {
+    let aio = start_all_in_one(2, &["--nonce-lifetime-s", "1"]);
+    let mut alice = Ue::new(aio.listen, ALICE);
+    let challenge = alice.register(&contact_expires(&alice, 300));
+    std::thread::sleep(Duration::from_millis(2100));
+    let mut lines = contact_expires(&alice, 300);
+    lines.push(alice.authorization(&challenge.nonce(), 1, DEMO_PASSWORD));
+    let stale = alice.register(&lines);
+    assert_eq!(stale.status(), 401);
+    assert!(stale.header("WWW-Authenticate").ends_with(",stale=TRUE"));
+}
+
+#[test]
+fn known_and_unknown_users_get_the_same_challenge_and_unknown_credentials_get_403() {
+    let aio = start_all_in_one(2, &[]);
+    let mut known = Ue::new(aio.listen, ALICE);
+    let mut unknown = Ue::new(aio.listen, "9999999999");
+    let a = known.register(&contact_expires(&known, 300));
+    let b = unknown.register(&contact_expires(&unknown, 300));
+    assert_eq!((a.status(), b.status()), (401, 401));
+    let shape = |answer: &Answer| {
+        answer
+            .header("WWW-Authenticate")
+            .replace(&answer.nonce(), "N")
+    };
+    assert_eq!(shape(&a), shape(&b));
+    let first_line = |answer: &Answer| answer.text().lines().next().unwrap_or_default().to_owned();
+    assert_eq!(first_line(&a), first_line(&b));
+    assert_eq!(
+        unknown
+            .register_with(DEMO_PASSWORD, &contact_expires(&unknown, 300))
+            .status(),
+        403
+    );
+}
+
+#[test]
+fn too_brief_is_423_with_min_expires_and_star_removes_every_binding() {
+    let aio = start_all_in_one(2, &[]);
+    let mut alice = Ue::new(aio.listen, ALICE);
+    let brief = alice.register_with(DEMO_PASSWORD, &contact_expires(&alice, 5));
+    assert_eq!(brief.status(), 423);
+    assert_eq!(brief.header("Min-Expires"), "60");
+    let two = alice.register_with(
+        DEMO_PASSWORD,
+        &[
+            "Contact: <sip:a@10.0.0.1>, <sip:b@10.0.0.2>".into(),
+            "Expires: 120".into(),
+        ],
+    );
+    assert_eq!(two.status(), 200, "{}", two.text());
+    assert_eq!(two.headers("Contact").len(), 2);
+    let gone = alice.register_with(DEMO_PASSWORD, &["Contact: *".into(), "Expires: 0".into()]);
+    assert_eq!(gone.status(), 200, "{}", gone.text());
+    assert!(gone.headers("Contact").is_empty());
+}
