@@ -156,7 +156,7 @@ pub(crate) fn scrape_until(
 
 /// SIPp runs take turns: the machine may have two cores, and several SIPp pairs and proxies
 /// at once would turn scheduling delays into retransmissions the tests count.
-fn sipp_turn() -> MutexGuard<'static, ()> {
+pub(crate) fn sipp_turn() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     TURN.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -343,6 +343,15 @@ pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
         assert!(Instant::now() < deadline, "all-in-one did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Demo subscribers are put in place in the background: wait for the last one.
+    if demo > 0 {
+        let last = 6_505_550_000 + u64::from(demo) - 1;
+        let path = format!("/impi/{last}%40example.com/av/digest?impu=sip%3A{last}%40example.com");
+        while http_status(homestead, &path) != 200 {
+            assert!(Instant::now() < deadline, "demo subscribers never appeared");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     AllInOne {
         _process: process,
         listen,
@@ -350,4 +359,24 @@ pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
         homestead,
         prov,
     }
+}
+
+/// The status of `GET path` on a local HTTP server (0 if it does not answer).
+pub(crate) fn http_status(server: SocketAddr, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(server) else {
+        return 0;
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut head = [0u8; 12];
+    if stream.read_exact(&mut head).is_err() {
+        return 0;
+    }
+    std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
