@@ -2,6 +2,7 @@
 
 mod all_in_one;
 mod homestead;
+mod management;
 mod provision;
 mod scscf;
 mod sip_check;

@@ -152,6 +152,7 @@ impl Subscribers for HomesteadSubscribers {
         let request = match change {
             RegistrationChange::Register => RegDataRequest::Register,
             RegistrationChange::DeregisterUser => RegDataRequest::DeregUser,
+            RegistrationChange::DeregisterAdmin => RegDataRequest::DeregAdmin,
         };
         Box::pin(async move {
             let data = client

@@ -102,6 +102,10 @@ pub(crate) struct SproutArgs {
     /// RFC 3261 T4 in milliseconds.
     #[arg(long, default_value_t = 5000, env = "WW_T4_MS")]
     t4_ms: u64,
+    /// Sprout's management API (bindings and subscriptions per IMPU, administrative
+    /// deregistration; Clearwater's port 9886). Served by the S-CSCF only.
+    #[arg(long, default_value = "127.0.0.1:9886", env = "WW_MANAGEMENT_HTTP")]
+    management_http: SocketAddr,
     #[command(flatten)]
     registrar: RegistrarArgs,
 }
@@ -144,6 +148,9 @@ pub(crate) fn run(args: SproutArgs, scscf: Option<ScscfConfig>) -> ExitCode {
         || "proxy".to_owned(),
         |s| format!("S-CSCF for {}", s.home_domain),
     );
+    let subscribers = scscf
+        .as_ref()
+        .map(|s| std::sync::Arc::clone(&s.subscribers));
     config.scscf = scscf;
     let engine = match Engine::start(config) {
         Ok(engine) => engine,
@@ -152,6 +159,19 @@ pub(crate) fn run(args: SproutArgs, scscf: Option<ScscfConfig>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let (Some(registrations), Some(subscribers)) = (engine.registrations(), subscribers) {
+        if let Err(e) = start_management(args.management_http, registrations, subscribers) {
+            eprintln!(
+                "whitewater: management API on {}: {e}",
+                args.management_http
+            );
+            return ExitCode::FAILURE;
+        }
+        eprintln!(
+            "whitewater: management API on http://{}",
+            args.management_http
+        );
+    }
     eprintln!(
         "whitewater: SIP {role} on {} (cores {:?}), metrics on http://{}/metrics",
         args.listen,
@@ -167,4 +187,28 @@ pub(crate) fn run(args: SproutArgs, scscf: Option<ScscfConfig>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Serves the management API on a thread of its own (a one-thread tokio runtime, off the
+/// SIP cores); a bind error is returned before anything else starts answering.
+fn start_management(
+    addr: SocketAddr,
+    registrations: engine::scscf::Registrations,
+    subscribers: std::sync::Arc<dyn engine::scscf::Subscribers>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
+    std::thread::Builder::new()
+        .name("management-http".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let app = crate::management::app(registrations, subscribers);
+                if let Err(e) = axum::serve(listener, app).await {
+                    eprintln!("whitewater: management API stopped: {e}");
+                }
+            });
+        })?;
+    Ok(())
 }

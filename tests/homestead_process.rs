@@ -348,6 +348,8 @@ async fn all_in_one_serves_demo_subscribers_on_first_start() {
             "0",
             "--metrics",
             &metrics.to_string(),
+            "--management-http",
+            "127.0.0.1:0",
         ])
         .args(["--demo-subscribers", "5"]);
     let running = start(cmd);

@@ -330,3 +330,85 @@ fn too_brief_is_423_with_min_expires_and_star_removes_every_binding() {
     assert_eq!(gone.status(), 200, "{}", gone.text());
     assert!(gone.headers("Contact").is_empty());
 }
+
+#[tokio::test]
+async fn an_operator_sees_the_bindings_and_can_clear_them() {
+    let aio = start_all_in_one(2, &[]);
+    let mut alice = Ue::new(aio.listen, ALICE);
+    let ok = alice.register_with(
+        DEMO_PASSWORD,
+        &[
+            format!(
+                "Contact: {};+sip.instance=\"<urn:uuid:0000-a>\";reg-id=1",
+                alice.contact()
+            ),
+            "Expires: 300".into(),
+            "Path: <sip:pcscf.example.com;lr>".into(),
+        ],
+    );
+    assert_eq!(ok.status(), 200);
+    let impu = format!("sip:{ALICE}@{DOMAIN}");
+    let base = format!(
+        "http://{}/impu/{}",
+        aio.management,
+        impu.replace(':', "%3A")
+    );
+    let http = reqwest::Client::new();
+
+    let answer = http
+        .get(format!("{base}/bindings"))
+        .send()
+        .await
+        .expect("GET bindings");
+    assert_eq!(answer.status(), 200);
+    let json: serde_json::Value = answer.json().await.expect("JSON");
+    let binding = &json["bindings"]["<urn:uuid:0000-a>:1"];
+    assert_eq!(
+        binding["uri"],
+        format!("sip:{ALICE}@{}", alice.socket.local_addr().expect("addr"))
+    );
+    assert_eq!(binding["cid"], alice.call_id);
+    assert_eq!(
+        binding["paths"],
+        serde_json::json!(["<sip:pcscf.example.com;lr>"])
+    );
+    assert_eq!(binding["private_id"], format!("{ALICE}@{DOMAIN}"));
+    assert_eq!(binding["emergency_reg"], false);
+    assert_eq!(binding["timer_id"], "Deprecated");
+    assert_eq!(binding["params"]["reg-id"], "1");
+    let expires = binding["expires"].as_u64().expect("absolute expiry");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(
+        (now + 290..=now + 301).contains(&expires),
+        "{expires} vs {now}"
+    );
+
+    let answer = http
+        .get(format!("{base}/subscriptions"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(answer.status(), 200);
+    let json: serde_json::Value = answer.json().await.expect("JSON");
+    assert_eq!(json, serde_json::json!({ "subscriptions": {} }));
+
+    let answer = http.delete(&base).send().await.expect("DELETE");
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    assert_eq!(reg_data_state(&aio, &impu).await, "NOT_REGISTERED");
+    let answer = http
+        .get(format!("{base}/bindings"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(answer.status(), 404);
+    let answer = http.delete(&base).send().await.expect("DELETE");
+    assert_eq!(answer.status(), 404);
+    let unknown = format!(
+        "http://{}/impu/sip%3Anobody%40example.com/bindings",
+        aio.management
+    );
+    assert_eq!(http.get(unknown).send().await.expect("GET").status(), 404);
+}

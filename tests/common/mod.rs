@@ -307,6 +307,8 @@ pub(crate) struct AllInOne {
     pub(crate) metrics: SocketAddr,
     pub(crate) homestead: SocketAddr,
     pub(crate) prov: SocketAddr,
+    /// Sprout's management API.
+    pub(crate) management: SocketAddr,
 }
 
 pub(crate) const DEMO_PASSWORD: &str = "7kkzTyGW";
@@ -319,6 +321,7 @@ pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
     let metrics: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
     let homestead: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
     let prov: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+    let management: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
     let data = tempdir();
     let child = Command::new(env!("CARGO_BIN_EXE_whitewater"))
         .arg("all-in-one")
@@ -326,6 +329,7 @@ pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
         .args(["--metrics", &metrics.to_string()])
         .args(["--homestead-http", &homestead.to_string()])
         .args(["--prov-http", &prov.to_string()])
+        .args(["--management-http", &management.to_string()])
         .args(["--data-dir", data.to_str().expect("utf-8")])
         .args(["--demo-subscribers", &demo.to_string()])
         .args(extra)
@@ -337,6 +341,7 @@ pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(metrics).is_err()
         || TcpStream::connect(homestead).is_err()
+        || TcpStream::connect(management).is_err()
         || !udp_bound(port)
         || !udp_bound(port + 1)
     {
@@ -358,6 +363,7 @@ pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
         metrics,
         homestead,
         prov,
+        management,
     }
 }
 

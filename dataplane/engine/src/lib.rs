@@ -97,6 +97,7 @@ pub enum EngineError {
 pub struct Engine {
     handles: Vec<(usize, glommio::ExecutorJoinHandle<()>)>,
     metrics: Option<SocketAddr>,
+    registrations: Option<scscf::Registrations>,
 }
 
 impl Engine {
@@ -135,12 +136,12 @@ impl Engine {
             ),
             None => None,
         };
-        let mut setups: Vec<Option<scscf::CoreSetup>> = match &config.scscf {
-            Some(s) => scscf::CoreSetup::for_cores(s, bound.len())
-                .into_iter()
-                .map(Some)
-                .collect(),
-            None => (0..bound.len()).map(|_| None).collect(),
+        let (mut setups, registrations): (Vec<Option<scscf::CoreSetup>>, _) = match &config.scscf {
+            Some(s) => {
+                let (setups, registrations) = scscf::CoreSetup::for_cores(s, bound.len());
+                (setups.into_iter().map(Some).collect(), Some(registrations))
+            }
+            None => ((0..bound.len()).map(|_| None).collect(), None),
         };
         let mut handles = Vec::with_capacity(bound.len());
         for (index, cpu, proxy, sockets) in bound {
@@ -159,7 +160,16 @@ impl Engine {
                 })?;
             handles.push((cpu, handle));
         }
-        Ok(Self { handles, metrics })
+        Ok(Self {
+            handles,
+            metrics,
+            registrations,
+        })
+    }
+
+    /// The registration store, for the management API (S-CSCF only).
+    pub fn registrations(&self) -> Option<scscf::Registrations> {
+        self.registrations.clone()
     }
 
     /// Where `/metrics` is served.

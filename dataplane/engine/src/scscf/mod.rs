@@ -22,6 +22,7 @@ use sip::{Host, Message, Method, Scheme};
 use txn::TxnId;
 
 use self::store::RegistrationStore;
+pub use self::store::{Registrations, StoreFailure};
 use crate::shard::Shard;
 
 /// A lookup the S-CSCF awaits, run wherever the implementation likes (Homestead's client
@@ -46,6 +47,8 @@ pub enum RegistrationChange {
     Register,
     /// The UE removed its last binding (`dereg-user`).
     DeregisterUser,
+    /// An operator removed every binding (`dereg-admin`).
+    DeregisterAdmin,
 }
 
 /// Subscriber data the S-CSCF needs (Homestead, reference §1.1).
@@ -163,19 +166,21 @@ pub(crate) struct CoreSetup {
 }
 
 impl CoreSetup {
-    /// One setup per core, wired to each other.
-    pub(crate) fn for_cores(config: &ScscfConfig, cores: usize) -> Vec<Self> {
+    /// One setup per core, wired to each other, and the store's handle for outside the
+    /// cores.
+    pub(crate) fn for_cores(config: &ScscfConfig, cores: usize) -> (Vec<Self>, Registrations) {
         let (owners, inboxes): (Vec<_>, Vec<_>) = (0..cores)
             .map(|_| futures::channel::mpsc::channel(4096))
             .unzip();
-        inboxes
+        let setups = inboxes
             .into_iter()
             .map(|inbox| Self {
                 config: config.clone(),
                 inbox,
                 owners: owners.clone(),
             })
-            .collect()
+            .collect();
+        (setups, Registrations::new(owners))
     }
 
     /// Starts the core's share of the registration store and its S-CSCF state.

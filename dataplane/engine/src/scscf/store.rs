@@ -22,7 +22,7 @@ pub(crate) struct Versioned {
 
 /// Why the store could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum StoreFailure {
+pub enum StoreFailure {
     /// The owner core holds as many AoRs as it may.
     #[error("registration store full on core {0}")]
     Full(usize),
@@ -32,6 +32,7 @@ pub(crate) enum StoreFailure {
 }
 
 /// A request to an owner core.
+#[derive(Debug)]
 pub(crate) enum StoreOp {
     Get {
         aor: String,
@@ -114,6 +115,84 @@ impl OwnedAors {
     }
 }
 
+/// The core that owns `aor` among `cores`.
+fn owner_of(aor: &str, cores: usize) -> usize {
+    // SipHash with fixed keys: every core and thread computes the same owner.
+    let mut h = DefaultHasher::new();
+    aor.hash(&mut h);
+    (h.finish() % cores.max(1) as u64) as usize
+}
+
+async fn ask<T>(
+    channel: &mpsc::Sender<StoreOp>,
+    owner: usize,
+    op: impl FnOnce(oneshot::Sender<T>) -> StoreOp,
+) -> Result<T, StoreFailure> {
+    let (reply, answer) = oneshot::channel();
+    channel
+        .clone()
+        .send(op(reply))
+        .await
+        .map_err(|_| StoreFailure::OwnerGone(owner))?;
+    answer.await.map_err(|_| StoreFailure::OwnerGone(owner))
+}
+
+/// The registration store as seen from outside the cores (the management API): every
+/// request is a message to the owner core. `Send`, so a tokio task can hold it.
+#[derive(Debug, Clone)]
+pub struct Registrations {
+    owners: Vec<mpsc::Sender<StoreOp>>,
+}
+
+impl Registrations {
+    pub(crate) fn new(owners: Vec<mpsc::Sender<StoreOp>>) -> Self {
+        Self { owners }
+    }
+
+    /// The state stored for `aor` (empty when none).
+    pub async fn get(&self, aor: &str) -> Result<AorState, StoreFailure> {
+        let owner = owner_of(aor, self.owners.len());
+        let aor = aor.to_owned();
+        let value = ask(&self.owners[owner], owner, |reply| StoreOp::Get {
+            aor,
+            reply,
+        })
+        .await?;
+        Ok(value.state)
+    }
+
+    /// Removes every binding of `aor` (an administrative deregistration), returning what
+    /// was there.
+    pub async fn remove(&self, aor: &str) -> Result<AorState, StoreFailure> {
+        let owner = owner_of(aor, self.owners.len());
+        loop {
+            let key = aor.to_owned();
+            let current = ask(&self.owners[owner], owner, |reply| StoreOp::Get {
+                aor: key,
+                reply,
+            })
+            .await?;
+            if current.state.is_empty() {
+                return Ok(current.state);
+            }
+            let value = Versioned {
+                state: AorState::default(),
+                version: current.version,
+            };
+            let key = aor.to_owned();
+            let done = ask(&self.owners[owner], owner, |reply| StoreOp::CompareAndSet {
+                aor: key,
+                value,
+                reply,
+            })
+            .await??;
+            if done {
+                return Ok(current.state);
+            }
+        }
+    }
+}
+
 /// One core's view of the whole store.
 #[derive(Debug)]
 pub(crate) struct RegistrationStore {
@@ -142,36 +221,21 @@ impl RegistrationStore {
         self.local.len()
     }
 
-    fn owner(&self, aor: &str) -> usize {
-        // SipHash with fixed keys: every core computes the same owner.
-        let mut h = DefaultHasher::new();
-        aor.hash(&mut h);
-        (h.finish() % self.owners.len().max(1) as u64) as usize
-    }
-
-    fn remote(&self, aor: &str) -> Option<(usize, mpsc::Sender<StoreOp>)> {
-        let owner = self.owner(aor);
+    fn remote(&self, aor: &str) -> Option<(usize, &mpsc::Sender<StoreOp>)> {
+        let owner = owner_of(aor, self.owners.len());
         if owner == self.local.core {
             return None;
         }
         self.handoffs.set(self.handoffs.get() + 1);
-        Some((owner, self.owners[owner].clone()))
+        Some((owner, &self.owners[owner]))
     }
 
     pub(crate) async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure> {
-        let Some((owner, mut channel)) = self.remote(aor) else {
+        let Some((owner, channel)) = self.remote(aor) else {
             return Ok(self.local.get(aor));
         };
-        let (reply, answer) = oneshot::channel();
-        let op = StoreOp::Get {
-            aor: aor.to_owned(),
-            reply,
-        };
-        channel
-            .send(op)
-            .await
-            .map_err(|_| StoreFailure::OwnerGone(owner))?;
-        answer.await.map_err(|_| StoreFailure::OwnerGone(owner))
+        let aor = aor.to_owned();
+        ask(&channel, owner, |reply| StoreOp::Get { aor, reply }).await
     }
 
     pub(crate) async fn compare_and_set(
@@ -179,19 +243,15 @@ impl RegistrationStore {
         aor: &str,
         value: Versioned,
     ) -> Result<bool, StoreFailure> {
-        let Some((owner, mut channel)) = self.remote(aor) else {
+        let Some((owner, channel)) = self.remote(aor) else {
             return self.local.compare_and_set(aor.to_owned(), value);
         };
-        let (reply, answer) = oneshot::channel();
-        let op = StoreOp::CompareAndSet {
-            aor: aor.to_owned(),
+        let aor = aor.to_owned();
+        ask(&channel, owner, |reply| StoreOp::CompareAndSet {
+            aor,
             value,
             reply,
-        };
-        channel
-            .send(op)
-            .await
-            .map_err(|_| StoreFailure::OwnerGone(owner))?;
-        answer.await.map_err(|_| StoreFailure::OwnerGone(owner))?
+        })
+        .await?
     }
 }
