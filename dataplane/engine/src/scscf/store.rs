@@ -235,7 +235,7 @@ impl RegistrationStore {
             return Ok(self.local.get(aor));
         };
         let aor = aor.to_owned();
-        ask(&channel, owner, |reply| StoreOp::Get { aor, reply }).await
+        ask(channel, owner, |reply| StoreOp::Get { aor, reply }).await
     }
 
     pub(crate) async fn compare_and_set(
@@ -247,7 +247,7 @@ impl RegistrationStore {
             return self.local.compare_and_set(aor.to_owned(), value);
         };
         let aor = aor.to_owned();
-        ask(&channel, owner, |reply| StoreOp::CompareAndSet {
+        ask(channel, owner, |reply| StoreOp::CompareAndSet {
             aor,
             value,
             reply,
