@@ -316,7 +316,13 @@ pub(crate) const DEMO_PASSWORD: &str = "7kkzTyGW";
 /// Starts all-in-one with `demo` subscribers and `extra` options, and waits until SIP,
 /// metrics and both Homestead APIs answer.
 pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
-    let port = free_udp_ports(1);
+    // Room for two cores' own ports; one core unless `extra` says otherwise.
+    let port = free_udp_ports(2);
+    let cores: &[&str] = if extra.contains(&"--cores") {
+        &[]
+    } else {
+        &["--cores", "0"]
+    };
     let listen: SocketAddr = ([127, 0, 0, 1], port).into();
     let metrics: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
     let homestead: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
@@ -325,7 +331,8 @@ pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
     let data = tempdir();
     let child = Command::new(env!("CARGO_BIN_EXE_whitewater"))
         .arg("all-in-one")
-        .args(["--listen", &listen.to_string(), "--cores", "0"])
+        .args(["--listen", &listen.to_string()])
+        .args(cores)
         .args(["--metrics", &metrics.to_string()])
         .args(["--homestead-http", &homestead.to_string()])
         .args(["--prov-http", &prov.to_string()])
