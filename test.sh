@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 # Debian packages the tests start as real processes. Each issue that adds a real peer
 # (sip-tester, memcached, etcd-server, kamailio, ...) adds it here.
-APT_PACKAGES=(sip-tester shellcheck)
+APT_PACKAGES=(sip-tester shellcheck baresip-core sox sipvicious python3-venv)
 
 fail() {
     echo "test.sh: $*" >&2
@@ -29,6 +29,15 @@ if ((${#missing[@]})); then
     apt-get update -q || fail "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || fail "cannot install ${missing[*]}"
 fi
+
+# pjsua2 (PJSIP's Python binding) is a PyPI wheel, not a Debian package: it goes into a
+# virtualenv under target/, made from Debian's own python3.
+PEERS_VENV="$PWD/target/peers-venv"
+if ! "$PEERS_VENV/bin/python" -c "import pjsua2" 2>/dev/null; then
+    /usr/bin/python3 -m venv "$PEERS_VENV" || fail "cannot make a virtualenv at $PEERS_VENV"
+    "$PEERS_VENV/bin/pip" install -q pjsua2-python || fail "cannot install pjsua2-python from PyPI"
+fi
+export WW_PEERS_PYTHON="$PEERS_VENV/bin/python"
 
 step() { echo "== $*"; }
 

@@ -159,11 +159,10 @@ pub(crate) async fn run(
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let scscf = scscf.map(|setup| setup.start(index));
     let core = match &scscf {
-        Some(scscf) => ProxyCore::with_router(
-            config,
-            Instant::now(),
-            Box::new(scscf::ScscfRouter::new(&scscf.config.home_domain)),
-        ),
+        Some(scscf) => {
+            let router = scscf::ScscfRouter::new(&scscf.config.home_domain, config.clone());
+            ProxyCore::with_router(config, Instant::now(), Box::new(router))
+        }
         None => ProxyCore::new(config, Instant::now()),
     };
     let shard = Rc::new(RefCell::new(Shard {

@@ -817,6 +817,20 @@ fn our_route_is_popped_and_the_next_loose_route_is_the_target() {
     assert_eq!(fwd.routes(), ["<sip:127.0.0.1:7000;lr>"]);
 }
 
+#[test]
+fn every_leading_route_of_ours_is_popped_so_the_request_does_not_spiral_back() {
+    let mut h = Harness::new();
+    // An outbound-proxy Route and a Service-Route (with ;orig), both us, then the R-URI.
+    let request = Request::invite()
+        .route("<sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5060;lr;orig>")
+        .route("<sip:127.0.0.1:5061;lr>");
+    let out = h.send(UAC, &request.build());
+    let fwd = &out[1];
+    assert_downstream_request(fwd, "INVITE", UAS);
+    assert_eq!(fwd.request_uri(), BOB);
+    assert!(fwd.routes().is_empty(), "{}", fwd.text());
+}
+
 // 8. Responses without a transaction.
 
 fn response_with_vias(vias: &[&str]) -> Vec<u8> {

@@ -151,6 +151,44 @@ impl<'m, 'e> Editor<'m, 'e> {
         self.remove_first_value(HeaderName::Route)
     }
 
+    /// Removes the first `count` Route values, wherever the lines split them: a proxy
+    /// that finds itself in several leading values (its outbound-proxy URI and its
+    /// Service-Route, say) takes them all off rather than spiral back to itself.
+    pub fn pop_routes(&mut self, count: usize) -> Result<&mut Self, EditError> {
+        self.request_only()?;
+        let msg = self.msg;
+        let mut left = count;
+        for line in msg
+            .header_lines()
+            .iter()
+            .filter(|l| l.name == HeaderName::Route)
+        {
+            if left == 0 {
+                break;
+            }
+            let (start, end, value) = line_span(msg, *line);
+            let total = ListElements::new(value).count();
+            if left >= total {
+                self.splice(start, end, Content::Nothing)?;
+                left -= total;
+                continue;
+            }
+            let next = ListElements::new(value)
+                .nth(left)
+                .ok_or(EditError::Malformed(HeaderName::Route))?;
+            let value_start = msg.offset_of(value);
+            let value_end = value_start + value.len();
+            let next_start =
+                crate::text::skip_lws(&msg.as_bytes()[..value_end], msg.offset_of(next));
+            self.splice(value_start, next_start, Content::Nothing)?;
+            left = 0;
+        }
+        if left > 0 {
+            return Err(EditError::Missing(HeaderName::Route));
+        }
+        Ok(self)
+    }
+
     /// Removes the topmost Via value of a response (§16.7 step 3).
     pub fn remove_top_via(&mut self) -> Result<&mut Self, EditError> {
         if self.msg.is_request() {

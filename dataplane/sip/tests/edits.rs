@@ -174,3 +174,45 @@ f: <sip:a@a>;tag=1\r\nTo: <sip:b@c>;tag=t9\r\ni: x@y\r\nCSeq: 7 INVITE\r\nRetry-
         "no tag on 100"
     );
 }
+
+#[test]
+fn several_leading_routes_are_popped_across_lines() {
+    let routes_after = |count: usize| {
+        let out = edited(REQ, |e| e.pop_routes(count).map(drop));
+        out.lines()
+            .filter(|l| l.starts_with("Route:"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        routes_after(1),
+        ["Route: <sip:p2.example;lr>", "Route: <sip:p3.example;lr>"]
+    );
+    assert_eq!(routes_after(2), ["Route: <sip:p3.example;lr>"]);
+    assert!(routes_after(3).is_empty());
+    assert_eq!(routes_after(0).len(), 2, "nothing popped");
+    let msg = Message::parse(REQ.as_bytes()).expect("parses");
+    assert_eq!(
+        Editor::new(&msg).pop_routes(4).err(),
+        Some(EditError::Missing(HeaderName::Route))
+    );
+}
+
+#[test]
+fn a_route_is_added_above_the_existing_ones() {
+    let out = edited(REQ, |e| {
+        e.add_route_first(b"<sip:path1.example;lr>")?
+            .add_route_first(b"<sip:path2.example;lr>")
+            .map(drop)
+    });
+    let routes: Vec<_> = out.lines().filter(|l| l.starts_with("Route:")).collect();
+    assert_eq!(
+        routes,
+        [
+            "Route: <sip:path1.example;lr>",
+            "Route: <sip:path2.example;lr>",
+            "Route: <sip:p1.example;lr>, <sip:p2.example;lr>",
+            "Route: <sip:p3.example;lr>"
+        ]
+    );
+}

@@ -92,13 +92,21 @@ pub struct ScscfConfig {
 #[derive(Debug)]
 pub(crate) struct ScscfRouter {
     home_domain: String,
+    proxy: proxy::ProxyConfig,
 }
 
 impl ScscfRouter {
-    pub(crate) fn new(home_domain: &str) -> Self {
+    pub(crate) fn new(home_domain: &str, proxy: proxy::ProxyConfig) -> Self {
         Self {
             home_domain: home_domain.to_ascii_lowercase(),
+            proxy,
         }
+    }
+
+    /// No Route left once ours (an outbound proxy's, a Service-Route's) are taken off.
+    fn routes_end_here(&self, msg: &Message<'_>) -> bool {
+        msg.routes()
+            .all(|route| route.is_ok_and(|r| self.proxy.is_own_uri(r.uri())))
     }
 
     fn is_home(&self, msg: &Message<'_>) -> bool {
@@ -118,7 +126,7 @@ impl Router for ScscfRouter {
         targets: &mut Vec<Target>,
     ) -> Routing {
         let initial = request.to().ok().is_some_and(|to| to.tag().is_none());
-        let ours = request.routes().next().is_none() && self.is_home(request);
+        let ours = self.routes_end_here(request) && self.is_home(request);
         if ours && (initial || request.method() == Some(Method::Register)) {
             return Routing::Defer;
         }

@@ -103,6 +103,16 @@ impl ProxyConfig {
         own.set_port(self.listen.port() + 1 + self.core);
         own
     }
+
+    /// Whether `uri` names this proxy (its listening address or any core's own port).
+    pub fn is_own_uri(&self, uri: &sip::Uri<'_>) -> bool {
+        Identity {
+            ip: self.listen.ip(),
+            first_port: self.listen.port(),
+            last_port: self.listen.port() + self.cores,
+        }
+        .is_us_uri(uri)
+    }
 }
 
 /// One branch of a forwarded request, as the engine reports a send failure for it.

@@ -299,7 +299,7 @@ impl ProxyCore {
             }
         }
         let ruri = msg.request_uri()?.ok()?;
-        let (mut restore, mut pop, mut strict) = (false, false, false);
+        let (mut restore, mut pop, mut strict) = (false, 0, false);
         let mut first = 0;
         let mut last = routes.len();
         let mut target_uri = ruri;
@@ -309,8 +309,11 @@ impl ProxyCore {
             last -= 1;
             target_uri = *routes[last].uri();
         }
-        if first < last && self.identity.is_us_uri(routes[first].uri()) {
-            pop = true;
+        // Every leading Route that is us goes (§16.4), not just the first: a request
+        // routed through our outbound-proxy URI and our Service-Route would otherwise
+        // spiral back to us over the network.
+        while first < last && self.identity.is_us_uri(routes[first].uri()) {
+            pop += 1;
             first += 1;
         }
         if first < last {
@@ -335,7 +338,7 @@ impl ProxyCore {
         });
         Some(RoutePlan {
             target,
-            pop_route: pop,
+            pop_routes: pop,
             restore_from_last_route: restore,
             strict_next_hop: strict,
         })
@@ -459,7 +462,8 @@ pub(super) struct Incoming {
 pub(super) struct RoutePlan {
     /// `None` when the next hop is a host name (no DNS on the data plane).
     target: Option<Target>,
-    pop_route: bool,
+    /// How many leading Route values are ours and go.
+    pop_routes: usize,
     restore_from_last_route: bool,
     strict_next_hop: bool,
 }
@@ -485,11 +489,11 @@ pub(super) fn edit_forwarded(
     } else if let Some(uri) = target.request_uri.as_deref().filter(|_| !strict_next_hop) {
         editor.set_request_uri(uri)?;
     }
-    if plan.pop_route && strict_next_hop {
+    if plan.pop_routes > 0 && strict_next_hop {
         // The Editor reads the original message, whose top Route is still ours: write the
         // popped copy first, then route that to the strict router. Rare (RFC 2543 next
         // hop), so the extra copy and its allocation do not matter.
-        editor.pop_route()?;
+        editor.pop_routes(plan.pop_routes)?;
         if let Some(uri) = record_route {
             editor.add_record_route(uri)?;
         }
@@ -499,8 +503,8 @@ pub(super) fn edit_forwarded(
             .map_err(|_| sip::EditError::Malformed(sip::HeaderName::Route))?;
         return Editor::new(&popped).route_to_strict_router()?.write(out);
     }
-    if plan.pop_route {
-        editor.pop_route()?;
+    if plan.pop_routes > 0 {
+        editor.pop_routes(plan.pop_routes)?;
     }
     if strict_next_hop {
         editor.route_to_strict_router()?;
