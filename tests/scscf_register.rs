@@ -412,3 +412,27 @@ async fn an_operator_sees_the_bindings_and_can_clear_them() {
     );
     assert_eq!(http.get(unknown).send().await.expect("GET").status(), 404);
 }
+
+#[test]
+fn sipvicious_svwar_finds_no_subscriber() {
+    let aio = start_all_in_one(5, &[]);
+    let local = common::free_udp_ports(0).to_string();
+    // The range holds the five demo subscribers and unknown numbers on both sides.
+    let out = std::process::Command::new("svwar")
+        .args(["-m", "REGISTER", "-e", "6505549995-6505550010"])
+        .args(["--domain", DOMAIN, "-x", "127.0.0.1", "-P", &local])
+        .args(["-p", &aio.listen.port().to_string(), "--force", "-v"])
+        .arg("127.0.0.1")
+        .output()
+        .expect("run svwar (Debian package sipvicious)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("found nothing"), "svwar output:\n{text}");
+    for n in 0..5 {
+        let extension = format!("| 650555000{n} ");
+        assert!(!text.contains(&extension), "svwar found {n}:\n{text}");
+    }
+}
