@@ -153,6 +153,7 @@ impl Subscribers for HomesteadSubscribers {
             RegistrationChange::Register => RegDataRequest::Register,
             RegistrationChange::DeregisterUser => RegDataRequest::DeregUser,
             RegistrationChange::DeregisterAdmin => RegDataRequest::DeregAdmin,
+            RegistrationChange::DeregisterTimeout => RegDataRequest::DeregTimeout,
         };
         Box::pin(async move {
             let data = client

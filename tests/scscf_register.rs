@@ -436,3 +436,43 @@ fn sipvicious_svwar_finds_no_subscriber() {
         assert!(!text.contains(&extension), "svwar found {n}:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_binding_that_is_not_refreshed_expires_and_homestead_hears_of_it() {
+    let aio = start_all_in_one(2, &["--reg-min-expires", "1"]);
+    let mut alice = Ue::new(aio.listen, ALICE);
+    let ok = alice.register_with(DEMO_PASSWORD, &contact_expires(&alice, 2));
+    assert_eq!(ok.status(), 200, "{}", ok.text());
+    let impu = format!("sip:{ALICE}@{DOMAIN}");
+    assert_eq!(reg_data_state(&aio, &impu).await, "REGISTERED");
+    let bindings = format!(
+        "http://{}/impu/{}/bindings",
+        aio.management,
+        impu.replace(':', "%3A")
+    );
+    // Expires in 2 s; the sweep runs every second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    loop {
+        let status = reqwest::get(&bindings).await.expect("GET").status();
+        if status == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the binding never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while reg_data_state(&aio, &impu).await != "NOT_REGISTERED" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Homestead never heard of the expiry"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = scrape_until(aio.metrics, "no AoR", |t| {
+        metric(t, "ww_registered_aors") == 0
+    });
+    assert_eq!(metric(&text, "ww_registered_aors"), 0);
+}

@@ -49,6 +49,8 @@ pub enum RegistrationChange {
     DeregisterUser,
     /// An operator removed every binding (`dereg-admin`).
     DeregisterAdmin,
+    /// The last binding expired (`dereg-timeout`).
+    DeregisterTimeout,
 }
 
 /// Subscriber data the S-CSCF needs (Homestead, reference §1.1).
@@ -196,7 +198,9 @@ impl CoreSetup {
         let owned = Rc::new(store::OwnedAors::new(core, self.config.max_aors_per_core));
         glommio::spawn_local(Rc::clone(&owned).serve(self.inbox)).detach();
         let store = RegistrationStore::new(owned, self.owners);
-        Rc::new(ScscfCore::new(self.config, core, store))
+        let scscf = Rc::new(ScscfCore::new(self.config, core, store));
+        glommio::spawn_local(expire_bindings(Rc::clone(&scscf))).detach();
+        scscf
     }
 }
 
@@ -267,6 +271,27 @@ async fn decide(scscf: &ScscfCore, request: &[u8]) -> Decision {
     match msg.method() {
         Some(Method::Register) => register::register(scscf, &msg).await,
         _ => terminating::terminate(scscf, &msg).await,
+    }
+}
+
+/// How often a core removes the bindings expired among the AoRs it owns.
+const EXPIRY_SWEEP: Duration = Duration::from_secs(1);
+
+/// Removes expired bindings as they expire (to the second), so the store holds only live
+/// registrations; an AoR left with none is deregistered at Homestead (`dereg-timeout`).
+async fn expire_bindings(scscf: Rc<ScscfCore>) {
+    loop {
+        glommio::timer::sleep(EXPIRY_SWEEP).await;
+        for expired in scscf.store.local().expire_due(unix_now()) {
+            let call = scscf.config.subscribers.registration(
+                expired.aor,
+                expired.private_id,
+                RegistrationChange::DeregisterTimeout,
+            );
+            // Homestead keeps its own state; a failure here leaves it to the next
+            // registration of this AoR to put right.
+            let _ = lookup(&scscf, call).await;
+        }
     }
 }
 

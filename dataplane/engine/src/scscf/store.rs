@@ -5,7 +5,8 @@
 //! against memcached, so the registrar's read-modify-write loop is the same for both.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::rc::Rc;
 
@@ -52,6 +53,15 @@ pub(crate) struct OwnedAors {
     aors: RefCell<HashMap<String, Versioned>>,
     next_version: Cell<u64>,
     capacity: usize,
+    /// When each AoR's earliest binding expires (entries may be stale: re-checked).
+    expiries: RefCell<BinaryHeap<Reverse<(u64, String)>>>,
+}
+
+/// An AoR whose last binding expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Expired {
+    pub(crate) aor: String,
+    pub(crate) private_id: String,
 }
 
 impl OwnedAors {
@@ -61,7 +71,62 @@ impl OwnedAors {
             aors: RefCell::new(HashMap::new()),
             next_version: Cell::new(1),
             capacity,
+            expiries: RefCell::new(BinaryHeap::new()),
         }
+    }
+
+    fn schedule(&self, aor: &str, state: &AorState) {
+        if let Some(first) = state.bindings.values().map(|b| b.expires).min() {
+            self.expiries
+                .borrow_mut()
+                .push(Reverse((first, aor.to_owned())));
+        }
+    }
+
+    /// Removes the bindings expired at `now_s` from every AoR due; returns the AoRs left
+    /// with none (the registrar tells Homestead of them).
+    pub(crate) fn expire_due(&self, now_s: u64) -> Vec<Expired> {
+        let mut emptied = Vec::new();
+        loop {
+            let aor = {
+                let mut heap = self.expiries.borrow_mut();
+                match heap.peek() {
+                    Some(Reverse((at, _))) if *at <= now_s => {}
+                    _ => break,
+                }
+                let Some(Reverse((_, aor))) = heap.pop() else {
+                    break;
+                };
+                aor
+            };
+            let mut aors = self.aors.borrow_mut();
+            let Some(entry) = aors.get_mut(&aor) else {
+                continue;
+            };
+            let before = entry.state.bindings.len();
+            let private_id = entry
+                .state
+                .bindings
+                .values()
+                .next()
+                .map(|b| b.private_id.clone())
+                .unwrap_or_default();
+            entry.state.expire(now_s);
+            if entry.state.is_empty() {
+                aors.remove(&aor);
+                emptied.push(Expired { aor, private_id });
+                continue;
+            }
+            if entry.state.bindings.len() != before {
+                // A write quoting the old version must now fail its compare-and-swap.
+                entry.version = self.next_version.get();
+                self.next_version.set(entry.version + 1);
+            }
+            let state = entry.state.clone();
+            drop(aors);
+            self.schedule(&aor, &state);
+        }
+        emptied
     }
 
     fn get(&self, aor: &str) -> Versioned {
@@ -85,7 +150,9 @@ impl OwnedAors {
         }
         let version = self.next_version.get();
         self.next_version.set(version + 1);
-        aors.insert(
+        drop(aors);
+        self.schedule(&aor, &value.state);
+        self.aors.borrow_mut().insert(
             aor,
             Versioned {
                 state: value.state,
@@ -221,6 +288,11 @@ impl RegistrationStore {
         self.local.len()
     }
 
+    /// This core's own AoRs, for the expiry sweep.
+    pub(crate) fn local(&self) -> &OwnedAors {
+        &self.local
+    }
+
     fn remote(&self, aor: &str) -> Option<(usize, &mpsc::Sender<StoreOp>)> {
         let owner = owner_of(aor, self.owners.len());
         if owner == self.local.core {
@@ -253,5 +325,107 @@ impl RegistrationStore {
             reply,
         })
         .await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ims::registrar::Binding;
+
+    fn binding(uri: &str, expires: u64) -> Binding {
+        Binding {
+            uri: uri.into(),
+            cid: "c".into(),
+            cseq: 1,
+            expires,
+            priority: 1000,
+            params: Default::default(),
+            paths: Vec::new(),
+            private_id: "a@example.com".into(),
+            emergency_reg: false,
+        }
+    }
+
+    fn state(bindings: &[(&str, u64)]) -> AorState {
+        let mut s = AorState::default();
+        for (uri, expires) in bindings {
+            s.bindings.insert((*uri).into(), binding(uri, *expires));
+        }
+        s
+    }
+
+    #[test]
+    fn bindings_expire_one_by_one_and_the_emptied_aor_is_reported() {
+        let owned = OwnedAors::new(0, 16);
+        let write = |value| owned.compare_and_set("sip:a@example.com".into(), value);
+        let both = state(&[("sip:a@1.1.1.1", 100), ("sip:a@2.2.2.2", 200)]);
+        assert_eq!(
+            write(Versioned {
+                state: both,
+                version: 0
+            }),
+            Ok(true)
+        );
+        let v1 = owned.get("sip:a@example.com").version;
+        assert!(owned.expire_due(99).is_empty());
+        assert!(owned.expire_due(100).is_empty(), "one binding left");
+        let left = owned.get("sip:a@example.com");
+        assert_eq!(left.state.bindings.len(), 1);
+        assert_ne!(
+            left.version, v1,
+            "a write quoting the old version must fail"
+        );
+        let stale = Versioned {
+            state: state(&[("sip:a@3.3.3.3", 500)]),
+            version: v1,
+        };
+        assert_eq!(write(stale), Ok(false));
+        let expired = owned.expire_due(200);
+        assert_eq!(
+            expired,
+            [Expired {
+                aor: "sip:a@example.com".into(),
+                private_id: "a@example.com".into()
+            }]
+        );
+        assert_eq!(owned.len(), 0);
+    }
+
+    #[test]
+    fn a_full_core_refuses_new_aors_but_updates_known_ones() {
+        let owned = OwnedAors::new(0, 1);
+        let one = || state(&[("sip:x@1.1.1.1", 100)]);
+        assert_eq!(
+            owned.compare_and_set(
+                "sip:a@x".into(),
+                Versioned {
+                    state: one(),
+                    version: 0
+                }
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            owned.compare_and_set(
+                "sip:b@x".into(),
+                Versioned {
+                    state: one(),
+                    version: 0
+                }
+            ),
+            Err(StoreFailure::Full(0))
+        );
+        let v = owned.get("sip:a@x").version;
+        assert_eq!(
+            owned.compare_and_set(
+                "sip:a@x".into(),
+                Versioned {
+                    state: one(),
+                    version: v
+                }
+            ),
+            Ok(true)
+        );
     }
 }
