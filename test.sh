@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 # Debian packages the tests start as real processes. Each issue that adds a real peer
 # (sip-tester, memcached, etcd-server, kamailio, ...) adds it here.
-APT_PACKAGES=(sip-tester shellcheck baresip-core sox sipvicious python3-venv)
+APT_PACKAGES=(sip-tester shellcheck baresip-core sox sipvicious python3-venv memcached)
 
 fail() {
     echo "test.sh: $*" >&2

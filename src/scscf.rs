@@ -39,6 +39,13 @@ pub(crate) struct RegistrarArgs {
     /// Addresses of record each core may hold in the embedded registration store.
     #[arg(long, default_value_t = 1_000_000, env = "WW_MAX_AORS_PER_CORE")]
     max_aors_per_core: usize,
+    /// memcached servers (`host:port,host:port,...`) to keep registrations in, each AoR on
+    /// two of them; without them, the embedded store (one node).
+    #[arg(long, env = "WW_MEMCACHED_SERVERS", value_delimiter = ',')]
+    memcached_servers: Vec<std::net::SocketAddr>,
+    /// Milliseconds a memcached command may take before its server is rested for a second.
+    #[arg(long, default_value_t = 500, env = "WW_MEMCACHED_TIMEOUT_MS")]
+    memcached_timeout_ms: u64,
 }
 
 impl RegistrarArgs {
@@ -86,6 +93,8 @@ impl RegistrarArgs {
             subscribers,
             lookup_timeout: Duration::from_millis(self.homestead_lookup_timeout_ms),
             max_aors_per_core: self.max_aors_per_core,
+            memcached: self.memcached_servers.clone(),
+            memcached_timeout: Duration::from_millis(self.memcached_timeout_ms),
         })
     }
 }

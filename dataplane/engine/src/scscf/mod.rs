@@ -3,6 +3,8 @@
 //! registration from Homestead, bindings from the registration store) before the core
 //! answers or forwards them. The decisions themselves are the sans-IO `ims` crate's.
 
+mod embedded;
+mod memcached;
 mod register;
 pub(crate) mod store;
 mod terminating;
@@ -86,6 +88,11 @@ pub struct ScscfConfig {
     pub lookup_timeout: Duration,
     /// AoRs each core may own in the embedded registration store.
     pub max_aors_per_core: usize,
+    /// memcached servers for the registration store (each AoR on two of them); empty:
+    /// the embedded store.
+    pub memcached: Vec<std::net::SocketAddr>,
+    /// How long a memcached command may take before its server is rested.
+    pub memcached_timeout: Duration,
 }
 
 /// Routes a request the S-CSCF way: REGISTER to the home domain and initial requests to
@@ -141,12 +148,12 @@ impl Router for ScscfRouter {
 pub(crate) struct ScscfCore {
     pub(crate) config: ScscfConfig,
     pub(crate) auth: RefCell<Authenticator>,
-    pub(crate) store: RegistrationStore,
+    pub(crate) store: Rc<RegistrationStore>,
     salt: Cell<u64>,
 }
 
 impl ScscfCore {
-    pub(crate) fn new(config: ScscfConfig, core: usize, store: RegistrationStore) -> Self {
+    pub(crate) fn new(config: ScscfConfig, core: usize, store: Rc<RegistrationStore>) -> Self {
         let auth = Authenticator::new(&config.auth, unix_now());
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -195,9 +202,20 @@ impl CoreSetup {
 
     /// Starts the core's share of the registration store and its S-CSCF state.
     pub(crate) fn start(self, core: usize) -> Rc<ScscfCore> {
-        let owned = Rc::new(store::OwnedAors::new(core, self.config.max_aors_per_core));
-        glommio::spawn_local(Rc::clone(&owned).serve(self.inbox)).detach();
-        let store = RegistrationStore::new(owned, self.owners);
+        let store = if self.config.memcached.is_empty() {
+            let owned = Rc::new(embedded::OwnedAors::new(
+                core,
+                self.config.max_aors_per_core,
+            ));
+            RegistrationStore::Embedded(embedded::EmbeddedStore::new(owned, self.owners))
+        } else {
+            RegistrationStore::Memcached(memcached::MemcachedStore::new(
+                &self.config.memcached,
+                self.config.memcached_timeout,
+            ))
+        };
+        let store = Rc::new(store);
+        glommio::spawn_local(store::serve(Rc::clone(&store), self.inbox)).detach();
         let scscf = Rc::new(ScscfCore::new(self.config, core, store));
         glommio::spawn_local(expire_bindings(Rc::clone(&scscf))).detach();
         scscf
@@ -282,7 +300,7 @@ const EXPIRY_SWEEP: Duration = Duration::from_secs(1);
 async fn expire_bindings(scscf: Rc<ScscfCore>) {
     loop {
         glommio::timer::sleep(EXPIRY_SWEEP).await;
-        for expired in scscf.store.local().expire_due(unix_now()) {
+        for expired in scscf.store.expire_due(unix_now()).await {
             let call = scscf.config.subscribers.registration(
                 expired.aor,
                 expired.private_id,

@@ -130,7 +130,7 @@ async fn store_binding_change(
     register: &Register,
 ) -> Result<Applied, Decision> {
     let store_failed = |e: StoreFailure| match e {
-        StoreFailure::Full(_) => Decision::status(503),
+        StoreFailure::Full(_) | StoreFailure::Unavailable(_) => Decision::status(503),
         StoreFailure::OwnerGone(_) => Decision::status(500),
     };
     for _ in 0..CAS_ATTEMPTS {
@@ -139,7 +139,7 @@ async fn store_binding_change(
             .map_err(refused)?;
         let next = Versioned {
             state: applied.state.clone(),
-            version: current.version,
+            ..current
         };
         if scscf
             .store

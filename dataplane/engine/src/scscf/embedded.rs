@@ -1,0 +1,310 @@
+//! The embedded registration store: every AoR lives on one owner core (a hash of the AoR
+//! picks it), in a plain map only that core touches. Other cores reach it with a message
+//! on the owner's channel and wait for the reply; each such hand-off is counted. No lock
+//! is shared between cores. Writes are compare-and-swap on a version, as against
+//! memcached, so the registrar's read-modify-write loop is the same for both.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::rc::Rc;
+
+use futures::channel::mpsc;
+use ims::registrar::AorState;
+
+use super::store::{Expired, StoreFailure, StoreOp, Versioned, ask, owner_of};
+
+/// The AoRs one core owns.
+#[derive(Debug)]
+pub(crate) struct OwnedAors {
+    core: usize,
+    aors: RefCell<HashMap<String, Versioned>>,
+    next_version: Cell<u64>,
+    capacity: usize,
+    /// When each AoR's earliest binding expires (entries may be stale: re-checked).
+    expiries: RefCell<BinaryHeap<Reverse<(u64, String)>>>,
+}
+
+impl OwnedAors {
+    pub(crate) fn new(core: usize, capacity: usize) -> Self {
+        Self {
+            core,
+            aors: RefCell::new(HashMap::new()),
+            next_version: Cell::new(1),
+            capacity,
+            expiries: RefCell::new(BinaryHeap::new()),
+        }
+    }
+
+    fn schedule(&self, aor: &str, state: &AorState) {
+        if let Some(first) = state.bindings.values().map(|b| b.expires).min() {
+            self.expiries
+                .borrow_mut()
+                .push(Reverse((first, aor.to_owned())));
+        }
+    }
+
+    /// Removes the bindings expired at `now_s` from every AoR due; returns the AoRs left
+    /// with none (the registrar tells Homestead of them).
+    pub(crate) fn expire_due(&self, now_s: u64) -> Vec<Expired> {
+        let mut emptied = Vec::new();
+        loop {
+            let aor = {
+                let mut heap = self.expiries.borrow_mut();
+                match heap.peek() {
+                    Some(Reverse((at, _))) if *at <= now_s => {}
+                    _ => break,
+                }
+                let Some(Reverse((_, aor))) = heap.pop() else {
+                    break;
+                };
+                aor
+            };
+            let mut aors = self.aors.borrow_mut();
+            let Some(entry) = aors.get_mut(&aor) else {
+                continue;
+            };
+            let before = entry.state.bindings.len();
+            let private_id = entry
+                .state
+                .bindings
+                .values()
+                .next()
+                .map(|b| b.private_id.clone())
+                .unwrap_or_default();
+            entry.state.expire(now_s);
+            if entry.state.is_empty() {
+                aors.remove(&aor);
+                emptied.push(Expired { aor, private_id });
+                continue;
+            }
+            if entry.state.bindings.len() != before {
+                // A write quoting the old version must now fail its compare-and-swap.
+                entry.version = self.next_version.get();
+                self.next_version.set(entry.version + 1);
+            }
+            let state = entry.state.clone();
+            drop(aors);
+            self.schedule(&aor, &state);
+        }
+        emptied
+    }
+
+    pub(crate) fn get(&self, aor: &str) -> Versioned {
+        self.aors.borrow().get(aor).cloned().unwrap_or_default()
+    }
+
+    /// Stores `value.state` if the stored version is still `value.version`; an empty
+    /// state removes the AoR.
+    pub(crate) fn compare_and_set(
+        &self,
+        aor: String,
+        value: Versioned,
+    ) -> Result<bool, StoreFailure> {
+        let mut aors = self.aors.borrow_mut();
+        let current = aors.get(&aor).map_or(0, |v| v.version);
+        if current != value.version {
+            return Ok(false);
+        }
+        if value.state.is_empty() {
+            aors.remove(&aor);
+            return Ok(true);
+        }
+        if current == 0 && aors.len() >= self.capacity {
+            return Err(StoreFailure::Full(self.core));
+        }
+        let version = self.next_version.get();
+        self.next_version.set(version + 1);
+        drop(aors);
+        self.schedule(&aor, &value.state);
+        self.aors.borrow_mut().insert(
+            aor,
+            Versioned {
+                state: value.state,
+                version,
+                replica: 0,
+            },
+        );
+        Ok(true)
+    }
+
+    /// AoRs held.
+    pub(crate) fn len(&self) -> usize {
+        self.aors.borrow().len()
+    }
+}
+
+/// One core's view of the embedded store: its own AoRs, and channels to the other owners.
+#[derive(Debug)]
+pub(crate) struct EmbeddedStore {
+    local: Rc<OwnedAors>,
+    owners: Vec<mpsc::Sender<StoreOp>>,
+    handoffs: Cell<u64>,
+}
+
+impl EmbeddedStore {
+    /// `owners[i]` reaches core i's inbox; `local` is this core's own AoRs.
+    pub(crate) fn new(local: Rc<OwnedAors>, owners: Vec<mpsc::Sender<StoreOp>>) -> Self {
+        Self {
+            local,
+            owners,
+            handoffs: Cell::new(0),
+        }
+    }
+
+    /// Requests sent to another core so far.
+    pub(crate) fn handoffs(&self) -> u64 {
+        self.handoffs.get()
+    }
+
+    /// AoRs this core owns.
+    pub(crate) fn owned(&self) -> usize {
+        self.local.len()
+    }
+
+    /// This core's own AoRs, for the expiry sweep.
+    pub(crate) fn local(&self) -> &OwnedAors {
+        &self.local
+    }
+
+    fn remote(&self, aor: &str) -> Option<(usize, &mpsc::Sender<StoreOp>)> {
+        let owner = owner_of(aor, self.owners.len());
+        if owner == self.local.core {
+            return None;
+        }
+        self.handoffs.set(self.handoffs.get() + 1);
+        Some((owner, &self.owners[owner]))
+    }
+
+    pub(crate) async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure> {
+        let Some((owner, channel)) = self.remote(aor) else {
+            return Ok(self.local.get(aor));
+        };
+        let aor = aor.to_owned();
+        ask(channel, owner, |reply| StoreOp::Get { aor, reply }).await?
+    }
+
+    pub(crate) async fn compare_and_set(
+        &self,
+        aor: &str,
+        value: Versioned,
+    ) -> Result<bool, StoreFailure> {
+        let Some((owner, channel)) = self.remote(aor) else {
+            return self.local.compare_and_set(aor.to_owned(), value);
+        };
+        let aor = aor.to_owned();
+        ask(channel, owner, |reply| StoreOp::CompareAndSet {
+            aor,
+            value,
+            reply,
+        })
+        .await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ims::registrar::Binding;
+
+    fn binding(uri: &str, expires: u64) -> Binding {
+        Binding {
+            uri: uri.into(),
+            cid: "c".into(),
+            cseq: 1,
+            expires,
+            priority: 1000,
+            params: Default::default(),
+            paths: Vec::new(),
+            private_id: "a@example.com".into(),
+            emergency_reg: false,
+        }
+    }
+
+    fn state(bindings: &[(&str, u64)]) -> AorState {
+        let mut s = AorState::default();
+        for (uri, expires) in bindings {
+            s.bindings.insert((*uri).into(), binding(uri, *expires));
+        }
+        s
+    }
+
+    #[test]
+    fn bindings_expire_one_by_one_and_the_emptied_aor_is_reported() {
+        let owned = OwnedAors::new(0, 16);
+        let write = |value| owned.compare_and_set("sip:a@example.com".into(), value);
+        let both = state(&[("sip:a@1.1.1.1", 100), ("sip:a@2.2.2.2", 200)]);
+        assert_eq!(
+            write(Versioned {
+                state: both,
+                version: 0,
+                replica: 0,
+            }),
+            Ok(true)
+        );
+        let v1 = owned.get("sip:a@example.com").version;
+        assert!(owned.expire_due(99).is_empty());
+        assert!(owned.expire_due(100).is_empty(), "one binding left");
+        let left = owned.get("sip:a@example.com");
+        assert_eq!(left.state.bindings.len(), 1);
+        assert_ne!(
+            left.version, v1,
+            "a write quoting the old version must fail"
+        );
+        let stale = Versioned {
+            state: state(&[("sip:a@3.3.3.3", 500)]),
+            version: v1,
+            replica: 0,
+        };
+        assert_eq!(write(stale), Ok(false));
+        let expired = owned.expire_due(200);
+        assert_eq!(
+            expired,
+            [Expired {
+                aor: "sip:a@example.com".into(),
+                private_id: "a@example.com".into()
+            }]
+        );
+        assert_eq!(owned.len(), 0);
+    }
+
+    #[test]
+    fn a_full_core_refuses_new_aors_but_updates_known_ones() {
+        let owned = OwnedAors::new(0, 1);
+        let one = || state(&[("sip:x@1.1.1.1", 100)]);
+        assert_eq!(
+            owned.compare_and_set(
+                "sip:a@x".into(),
+                Versioned {
+                    state: one(),
+                    version: 0,
+                    replica: 0,
+                }
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            owned.compare_and_set(
+                "sip:b@x".into(),
+                Versioned {
+                    state: one(),
+                    version: 0,
+                    replica: 0,
+                }
+            ),
+            Err(StoreFailure::Full(0))
+        );
+        let v = owned.get("sip:a@x").version;
+        assert_eq!(
+            owned.compare_and_set(
+                "sip:a@x".into(),
+                Versioned {
+                    state: one(),
+                    version: v,
+                    replica: 0,
+                }
+            ),
+            Ok(true)
+        );
+    }
+}

@@ -1,0 +1,401 @@
+//! The registration store on a memcached cluster, as Clearwater keeps Sprout's: every AoR on
+//! two of the servers (the top two by rendezvous hashing: a server's death moves only its
+//! own AoRs), JSON values, compare-and-swap writes (`gets`, then `cas` or `add`), empty
+//! values as tombstones, reads that fall back to the second replica. Each core keeps its
+//! own connections (glommio streams); a server that fails is skipped for a second.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpStream;
+use ims::registrar::AorState;
+use memcache_async::ascii::Protocol;
+
+use super::store::{Expired, StoreFailure, Versioned};
+
+/// How long a server that failed is left alone before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Tombstones outlive any registration, so a stale replica cannot bring an AoR back.
+const TOMBSTONE_S: u64 = 3600;
+/// Connections kept idle per server per core.
+const IDLE_CONNECTIONS: usize = 8;
+
+/// One memcached server as a core sees it.
+struct Server {
+    addr: SocketAddr,
+    idle: RefCell<Vec<Protocol<TcpStream>>>,
+    down_until: Cell<Option<Instant>>,
+}
+
+/// One core's client of the cluster.
+pub(crate) struct MemcachedStore {
+    servers: Vec<Server>,
+    timeout: Duration,
+    /// When each AoR this core wrote next has a binding expire.
+    expiries: RefCell<BinaryHeap<Reverse<(u64, String)>>>,
+}
+
+impl std::fmt::Debug for MemcachedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemcachedStore")
+            .field(
+                "servers",
+                &self.servers.iter().map(|s| s.addr).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The memcached key of an AoR: `reg\<aor>` when that is a valid key (at most 250 bytes,
+/// no spaces or control characters), else a hash of it.
+fn key(aor: &str) -> String {
+    let key = format!("reg\\{aor}");
+    if key.len() <= 250 && key.bytes().all(|b| b > b' ' && b != 0x7f) {
+        return key;
+    }
+    let mut h = DefaultHasher::new();
+    aor.hash(&mut h);
+    format!("reg#{:016x}", h.finish())
+}
+
+/// The two servers an AoR lives on, best first (rendezvous hashing).
+fn replicas(aor: &str, servers: &[Server]) -> Vec<usize> {
+    let mut scored: Vec<(u64, usize)> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, server)| {
+            let mut h = DefaultHasher::new();
+            server.addr.hash(&mut h);
+            aor.hash(&mut h);
+            (h.finish(), i)
+        })
+        .collect();
+    scored.sort_unstable_by(|a, b| b.cmp(a));
+    scored.into_iter().take(2).map(|(_, i)| i).collect()
+}
+
+fn exptime(state: &AorState, now_s: u64) -> u32 {
+    let until = state.bindings.values().map(|b| b.expires).max();
+    let seconds = until.map_or(TOMBSTONE_S, |t| t.saturating_sub(now_s) + 60);
+    // memcached reads more than 30 days as an absolute time.
+    u32::try_from(seconds.min(30 * 24 * 3600)).unwrap_or(u32::MAX)
+}
+
+/// What a server said to a read.
+enum Read {
+    Found(Vec<u8>, u64),
+    Missing,
+}
+
+impl MemcachedStore {
+    pub(crate) fn new(servers: &[SocketAddr], timeout: Duration) -> Self {
+        Self {
+            servers: servers
+                .iter()
+                .map(|&addr| Server {
+                    addr,
+                    idle: RefCell::new(Vec::new()),
+                    down_until: Cell::new(None),
+                })
+                .collect(),
+            timeout,
+            expiries: RefCell::new(BinaryHeap::new()),
+        }
+    }
+
+    async fn connection(&self, server: &Server) -> io::Result<Protocol<TcpStream>> {
+        if let Some(idle) = server.idle.borrow_mut().pop() {
+            return Ok(idle);
+        }
+        let stream = TcpStream::connect_timeout(server.addr, self.timeout)
+            .await
+            .map_err(|e| io::Error::new(ErrorKind::ConnectionRefused, e.to_string()))?;
+        // add and cas write a command in three pieces: without NODELAY, Nagle and
+        // delayed ACKs stall each one.
+        stream
+            .set_nodelay(true)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Protocol::new(stream))
+    }
+
+    /// Runs one command on `server`, with the timeout; a transport failure drops the
+    /// connection and rests the server. Answers memcached gave (not found, exists) are
+    /// results, not failures.
+    async fn run<T>(
+        &self,
+        index: usize,
+        command: impl AsyncFnOnce(&mut Protocol<TcpStream>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let server = &self.servers[index];
+        let now = Instant::now();
+        if server.down_until.get().is_some_and(|until| now < until) {
+            return Err(io::Error::new(
+                ErrorKind::NotConnected,
+                "resting after a failure",
+            ));
+        }
+        let attempt = async {
+            let mut connection = self.connection(server).await?;
+            let result = command(&mut connection).await;
+            Ok::<_, io::Error>((connection, result))
+        };
+        let outcome = glommio::timer::timeout(self.timeout, async { Ok(attempt.await) }).await;
+        let failed = match outcome {
+            Ok(Ok((connection, Ok(value)))) => {
+                let mut idle = server.idle.borrow_mut();
+                if idle.len() < IDLE_CONNECTIONS {
+                    idle.push(connection);
+                }
+                return Ok(value);
+            }
+            Ok(Ok((connection, Err(e)))) if is_answer(&e) => {
+                server.idle.borrow_mut().push(connection);
+                return Err(e);
+            }
+            Ok(Ok((_, Err(e)))) | Ok(Err(e)) => e,
+            Err(_) => io::Error::new(ErrorKind::TimedOut, "no answer in time"),
+        };
+        server.down_until.set(Some(Instant::now() + RETRY_AFTER));
+        server.idle.borrow_mut().clear();
+        Err(io::Error::new(
+            failed.kind(),
+            format!("memcached {}: {failed}", server.addr),
+        ))
+    }
+
+    async fn read(&self, index: usize, key: &str) -> io::Result<Read> {
+        let key = key.to_owned();
+        match self.run(index, async |c| c.gets_cas(&key).await).await {
+            Ok((value, cas)) => Ok(Read::Found(value, cas)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Read::Missing),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads from the first replica that has the AoR; a replica that lost it (restarted)
+    /// or cannot be reached gives way to the other.
+    pub(crate) async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure> {
+        let key = key(aor);
+        let mut failures = Vec::new();
+        let mut missing_on = None;
+        for (replica, index) in replicas(aor, &self.servers).into_iter().enumerate() {
+            match self.read(index, &key).await {
+                Ok(Read::Found(value, cas)) => {
+                    let state = if value.is_empty() {
+                        AorState::default()
+                    } else {
+                        serde_json::from_slice(&value).map_err(|e| {
+                            StoreFailure::Unavailable(format!("unreadable value for {aor}: {e}"))
+                        })?
+                    };
+                    return Ok(Versioned {
+                        state,
+                        version: cas,
+                        replica: replica as u8,
+                    });
+                }
+                Ok(Read::Missing) => {
+                    missing_on.get_or_insert(replica as u8);
+                }
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        match missing_on {
+            Some(replica) => Ok(Versioned {
+                replica,
+                ..Versioned::default()
+            }),
+            None => Err(StoreFailure::Unavailable(failures.join("; "))),
+        }
+    }
+
+    async fn write(
+        &self,
+        index: usize,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        exp: u32,
+    ) -> io::Result<bool> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        if version == 0 {
+            match self
+                .run(index, async |c| c.add(&key, &value, exp).await)
+                .await
+            {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            }
+        } else {
+            match self
+                .run(index, async |c| c.cas(&key, &value, version, exp).await)
+                .await
+            {
+                Ok(stored) => Ok(stored),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    /// Compare-and-swap on the replica the value was read from, then a copy to the other
+    /// replica (read there and overwritten). The write counts once the first succeeds.
+    pub(crate) async fn compare_and_set(
+        &self,
+        aor: &str,
+        value: Versioned,
+    ) -> Result<bool, StoreFailure> {
+        let key = key(aor);
+        let now_s = super::unix_now();
+        let bytes = if value.state.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&value.state)
+                .map_err(|e| StoreFailure::Unavailable(e.to_string()))?
+        };
+        let exp = exptime(&value.state, now_s);
+        let order = replicas(aor, &self.servers);
+        let Some(&first) = order.get(usize::from(value.replica)) else {
+            return Err(StoreFailure::Unavailable("no memcached server".into()));
+        };
+        let stored = self
+            .write(first, &key, &bytes, value.version, exp)
+            .await
+            .map_err(|e| StoreFailure::Unavailable(e.to_string()))?;
+        if !stored {
+            return Ok(false);
+        }
+        for &other in order.iter().filter(|&&i| i != first) {
+            self.copy_to(other, &key, &bytes, exp).await;
+        }
+        if let Some(next) = value.state.bindings.values().map(|b| b.expires).min() {
+            self.expiries
+                .borrow_mut()
+                .push(Reverse((next, aor.to_owned())));
+        }
+        Ok(true)
+    }
+
+    /// Overwrites the replica at `index` with `bytes`; a replica that cannot be reached
+    /// is left to heal at the AoR's next write.
+    async fn copy_to(&self, index: usize, key: &str, bytes: &[u8], exp: u32) {
+        for _ in 0..3 {
+            let version = match self.read(index, key).await {
+                Ok(Read::Found(_, cas)) => cas,
+                Ok(Read::Missing) => 0,
+                Err(_) => return,
+            };
+            match self.write(index, key, bytes, version, exp).await {
+                Ok(true) | Err(_) => return,
+                Ok(false) => {}
+            }
+        }
+    }
+
+    /// Expires the bindings of the AoRs this core wrote whose next expiry has come.
+    pub(crate) async fn expire_due(&self, now_s: u64) -> Vec<Expired> {
+        let mut emptied = Vec::new();
+        loop {
+            let aor = {
+                let mut heap = self.expiries.borrow_mut();
+                match heap.peek() {
+                    Some(Reverse((at, _))) if *at <= now_s => {}
+                    _ => break,
+                }
+                let Some(Reverse((_, aor))) = heap.pop() else {
+                    break;
+                };
+                aor
+            };
+            let Ok(mut current) = self.get(&aor).await else {
+                continue;
+            };
+            let before = current.state.bindings.len();
+            let private_id = current
+                .state
+                .bindings
+                .values()
+                .next()
+                .map(|b| b.private_id.clone())
+                .unwrap_or_default();
+            current.state.expire(now_s);
+            if current.state.bindings.len() == before {
+                continue;
+            }
+            let empty = current.state.is_empty();
+            // A conflict means another write came in: its writer looks after the expiry.
+            if let Ok(true) = self.compare_and_set(&aor, current).await
+                && empty
+            {
+                emptied.push(Expired { aor, private_id });
+            }
+        }
+        emptied
+    }
+}
+
+/// memcached's own answers (missing key, key exists) come back as errors from the client;
+/// they leave the connection usable.
+fn is_answer(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AlreadyExists)
+        // memcache-async 0.10 reads "NOT_FOUND" to a cas as an error of kind Other.
+        || e.to_string().starts_with("NOT_FOUND")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servers(n: u16) -> Vec<Server> {
+        (0..n)
+            .map(|i| Server {
+                addr: SocketAddr::from(([127, 0, 0, 1], 11211 + i)),
+                idle: RefCell::new(Vec::new()),
+                down_until: Cell::new(None),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_aor_has_two_distinct_replicas_spread_over_the_servers() {
+        let three = servers(3);
+        let mut primaries = [0usize; 3];
+        for n in 0..3000 {
+            let r = replicas(&format!("sip:{n}@example.com"), &three);
+            assert_eq!(r.len(), 2);
+            assert_ne!(r[0], r[1]);
+            primaries[r[0]] += 1;
+        }
+        assert!(primaries.iter().all(|&p| p > 800), "{primaries:?}");
+        assert_eq!(replicas("sip:a@b", &servers(1)), [0]);
+    }
+
+    #[test]
+    fn losing_a_server_moves_only_its_own_aors() {
+        let three = servers(3);
+        let two: Vec<Server> = servers(3).into_iter().take(2).collect();
+        for n in 0..1000 {
+            let aor = format!("sip:{n}@example.com");
+            let before = replicas(&aor, &three);
+            let after = replicas(&aor, &two);
+            if before[0] != 2 {
+                assert_eq!(before[0], after[0], "{aor} kept its primary");
+            }
+        }
+    }
+
+    #[test]
+    fn keys_are_valid_memcached_keys() {
+        assert_eq!(key("sip:a@example.com"), "reg\\sip:a@example.com");
+        let odd = key("sip:a b@example.com");
+        assert!(odd.starts_with("reg#") && !odd.contains(' '));
+        let long = key(&format!("sip:{}@example.com", "x".repeat(300)));
+        assert!(long.len() <= 250);
+    }
+}
