@@ -7,7 +7,7 @@ use std::time::Instant;
 use sip::{Message, Method};
 use txn::{InsertError, Kind, ServerTransaction, TxnId};
 
-use super::request::Incoming;
+use super::request::{Incoming, RoutePlan};
 use super::*;
 
 impl ProxyCore {
@@ -37,6 +37,7 @@ impl ProxyCore {
             responses: ResponseContext::new(1),
             forks: SmallVec::new(),
             original: self.pool.copy_of(msg.as_bytes()),
+            originated: false,
         };
         let id = match self.table.insert(incoming.key, context) {
             Ok(id) => id,
@@ -140,5 +141,53 @@ impl ProxyCore {
             let _ = ctx.server.on_transport_error();
         }
         self.reschedule(now, id);
+    }
+
+    /// Sends a request this proxy originates (a NOTIFY of a subscription it serves) to
+    /// `target`, in a client transaction of its own: our Via goes on top, retransmissions
+    /// and timeouts are handled, and its final status is reported by
+    /// [`take_originated`](Self::take_originated) (408 on timeout, 503 if it cannot be
+    /// sent). `request` carries no Via. `None` when it does not parse or the table is full.
+    pub fn originate(&mut self, now: Instant, request: &[u8], target: &Target) -> Option<TxnId> {
+        let msg = Message::parse(request).ok()?;
+        let method = msg.method()?;
+        self.originated_count += 1;
+        let mut synthetic = ArrayVec::<u8, 40>::new();
+        let _ = synthetic.try_extend_from_slice(b"z9hG4bK-originated-");
+        let mut count = Vec::new();
+        sip::write_decimal(
+            &mut count,
+            (self.originated_count % u64::from(u32::MAX)) as u32,
+        );
+        let _ = synthetic.try_extend_from_slice(&count);
+        let key = txn::TxnKey::client(&synthetic, method);
+        let kind = Kind::of(method);
+        let mut server =
+            ServerTransaction::new(kind, Protocol::Udp.reliability(), self.config.timers, now);
+        // No one upstream: the server side starts terminated and never sends.
+        let _ = server.on_transport_error();
+        let context = Context {
+            server,
+            upstream: target.address,
+            upstream_protocol: target.protocol,
+            response: Vec::new(),
+            scheduled: None,
+            received: now,
+            provisional_sent: false,
+            method: method_index(method),
+            responses: ResponseContext::new(1),
+            forks: std::iter::once(Fork::new(target)).collect(),
+            original: Vec::new(),
+            originated: true,
+        };
+        let id = self.table.insert(key, context).ok()?;
+        let plan = RoutePlan::direct();
+        self.forward(now, id, 0, &msg, method, &plan, target, 0);
+        Some(id)
+    }
+
+    /// Moves the final statuses of originated requests since the last call into `out`.
+    pub fn take_originated(&mut self, out: &mut Vec<(TxnId, u16)>) {
+        out.append(&mut self.originated_results);
     }
 }

@@ -216,6 +216,8 @@ struct Context {
     forks: SmallVec<[Fork; 1]>,
     /// The request as received, while its router's decision is deferred; else empty.
     original: Vec<u8>,
+    /// A request this proxy originated (a NOTIFY): no upstream, its result is reported.
+    originated: bool,
 }
 
 impl Context {
@@ -292,6 +294,10 @@ pub struct ProxyCore {
     targets: Vec<Target>,
     /// Transactions deferred since the engine last asked.
     deferred: Vec<TxnId>,
+    /// Final statuses of originated requests since the engine last asked.
+    originated_results: Vec<(TxnId, u16)>,
+    /// Numbers the keys of originated requests.
+    originated_count: u64,
 }
 
 fn write_ip(out: &mut ArrayVec<u8, 48>, ip: std::net::IpAddr) {
@@ -354,6 +360,8 @@ impl ProxyCore {
             router,
             targets: Vec::with_capacity(MAX_BRANCHES),
             deferred: Vec::new(),
+            originated_results: Vec::new(),
+            originated_count: 0,
             config,
         }
     }

@@ -252,6 +252,7 @@ impl ProxyCore {
             responses: ResponseContext::new(targets.len()),
             forks,
             original: Vec::new(),
+            originated: false,
         };
         let id = match self.table.insert(key, context) {
             Ok(id) => id,
@@ -455,6 +456,18 @@ pub(super) struct Incoming {
     pub(super) from: SocketAddr,
     pub(super) key: TxnKey,
     pub(super) loop_hash: u64,
+}
+
+impl RoutePlan {
+    /// No Route edits: a request this proxy originates, sent as written.
+    pub(super) fn direct() -> Self {
+        Self {
+            target: None,
+            pop_routes: 0,
+            restore_from_last_route: false,
+            strict_next_hop: false,
+        }
+    }
 }
 
 /// The §16.4 Route edits every branch of a request gets, and where §16.5 sends it.

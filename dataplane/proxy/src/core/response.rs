@@ -186,6 +186,13 @@ impl ProxyCore {
         let Some(ctx) = self.table.get_mut(id) else {
             return;
         };
+        if ctx.originated {
+            // Our own request (a NOTIFY): its final answer goes to the engine, not upstream.
+            if status >= 200 {
+                self.originated_results.push((id, status));
+            }
+            return;
+        }
         let invite = ctx.server.kind() == Kind::Invite;
         let Some(f) = ctx.forks.get_mut(fork) else {
             return;
@@ -302,6 +309,10 @@ impl ProxyCore {
         let Some(ctx) = self.table.get_mut(id) else {
             return;
         };
+        if ctx.originated {
+            self.originated_results.push((id, status));
+            return;
+        }
         let Some(f) = ctx.forks.get_mut(fork) else {
             return;
         };
