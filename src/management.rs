@@ -3,8 +3,8 @@
 //!
 //! - `GET /impu/<impu>/bindings`: `{"bindings":{<id>:{uri,cid,cseq,expires,priority,params,
 //!   paths,timer_id,private_id,emergency_reg}}}`, 404 when nothing is registered.
-//! - `GET /impu/<impu>/subscriptions`: `{"subscriptions":{}}` (reg-event subscriptions are
-//!   not kept yet), 404 when nothing is registered.
+//! - `GET /impu/<impu>/subscriptions`: `{"subscriptions":{<to_tag>:{req_uri,from_uri,
+//!   from_tag,to_uri,to_tag,cid,routes,expires,timer_id}}}`, 404 when nothing is known.
 //! - `DELETE /impu/<impu>`: removes every binding and tells Homestead (`dereg-admin`); 404
 //!   when nothing was registered, 502 when Homestead did not take it.
 
@@ -51,7 +51,7 @@ fn error(status: StatusCode, why: impl std::fmt::Display) -> Response {
 
 async fn bindings(State(api): State<Api>, Path(impu): Path<String>) -> Response {
     match api.registrations.get(&aor(&impu)).await {
-        Ok(state) if state.is_empty() => error(StatusCode::NOT_FOUND, "not registered"),
+        Ok(state) if state.is_unregistered() => error(StatusCode::NOT_FOUND, "not registered"),
         Ok(state) => {
             let mut out = serde_json::Map::new();
             for (id, binding) in state.bindings {
@@ -71,8 +71,19 @@ async fn bindings(State(api): State<Api>, Path(impu): Path<String>) -> Response 
 
 async fn subscriptions(State(api): State<Api>, Path(impu): Path<String>) -> Response {
     match api.registrations.get(&aor(&impu)).await {
-        Ok(state) if state.is_empty() => error(StatusCode::NOT_FOUND, "not registered"),
-        Ok(_) => axum::Json(json!({ "subscriptions": {} })).into_response(),
+        Ok(state) if state.is_empty() => error(StatusCode::NOT_FOUND, "nothing known"),
+        Ok(state) => {
+            let mut out = serde_json::Map::new();
+            for (tag, subscription) in state.subscriptions {
+                let mut value = serde_json::to_value(subscription).unwrap_or(Value::Null);
+                if let Value::Object(fields) = &mut value {
+                    fields.remove("notify_cseq");
+                    fields.insert("timer_id".into(), json!("Deprecated"));
+                }
+                out.insert(tag, value);
+            }
+            axum::Json(json!({ "subscriptions": out })).into_response()
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

@@ -27,6 +27,9 @@ pub(crate) struct RegistrarArgs {
     /// `nonce_count_supported=N`): every REGISTER is challenged.
     #[arg(long, env = "WW_NO_NONCE_REUSE")]
     no_nonce_reuse: bool,
+    /// Longest reg-event subscription granted, seconds (Clearwater's `sub_max_expires`).
+    #[arg(long, default_value_t = 3600, env = "WW_SUB_MAX_EXPIRES")]
+    sub_max_expires: u32,
     /// Shortest registration granted; shorter non-zero requests get 423.
     #[arg(long, default_value_t = 60, env = "WW_REG_MIN_EXPIRES")]
     reg_min_expires: u32,
@@ -79,6 +82,7 @@ impl RegistrarArgs {
         Ok(ScscfConfig {
             home_domain: home_domain.to_owned(),
             scscf_uri,
+            sub_max_expires: self.sub_max_expires,
             auth: AuthConfig {
                 realm: home_domain.to_owned(),
                 secret,

@@ -2,6 +2,8 @@
 //! metrics, and SIPp runs with their CSV statistics.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub(crate) mod ue;
+
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -90,6 +90,7 @@ impl Shard {
             let mut ids = std::mem::take(&mut shard.borrow_mut().deferred);
             scscf::spawn_deferred(shard, &scscf, &mut ids);
             shard.borrow_mut().deferred = ids;
+            scscf::flush_notifies(shard, &scscf);
         }
         for _ in 0..4 {
             let (mut opened, mut failed) = {

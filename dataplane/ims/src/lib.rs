@@ -4,8 +4,10 @@
 //!
 //! - [`auth`]: digest authentication with stateless nonces and replay protection.
 //! - [`registrar`]: what a REGISTER does to an address of record's bindings.
+//! - [`regevent`]: reg-event subscriptions (RFC 3680) and their NOTIFYs.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod regevent;
 pub mod registrar;

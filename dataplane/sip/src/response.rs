@@ -9,7 +9,7 @@ use crate::header_name::HeaderName;
 use crate::message::Message;
 
 /// The most extra header lines one response may carry.
-pub const MAX_EXTRA_HEADERS: usize = 8;
+pub const MAX_EXTRA_HEADERS: usize = 64;
 
 /// A response to be written for a received request.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use futures::channel::mpsc;
 use ims::registrar::AorState;
 
-use super::store::{Expired, StoreFailure, StoreOp, Versioned, ask, owner_of};
+use super::store::{Expired, StoreFailure, StoreOp, Versioned, ask, owner_of, private_id_of};
 
 /// The AoRs one core owns.
 #[derive(Debug)]
@@ -37,17 +37,16 @@ impl OwnedAors {
     }
 
     fn schedule(&self, aor: &str, state: &AorState) {
-        if let Some(first) = state.bindings.values().map(|b| b.expires).min() {
+        if let Some(first) = state.next_expiry() {
             self.expiries
                 .borrow_mut()
                 .push(Reverse((first, aor.to_owned())));
         }
     }
 
-    /// Removes the bindings expired at `now_s` from every AoR due; returns the AoRs left
-    /// with none (the registrar tells Homestead of them).
+    /// Removes the bindings and subscriptions expired at `now_s` from every AoR due.
     pub(crate) fn expire_due(&self, now_s: u64) -> Vec<Expired> {
-        let mut emptied = Vec::new();
+        let mut changed = Vec::new();
         loop {
             let aor = {
                 let mut heap = self.expiries.borrow_mut();
@@ -64,30 +63,28 @@ impl OwnedAors {
             let Some(entry) = aors.get_mut(&aor) else {
                 continue;
             };
-            let before = entry.state.bindings.len();
-            let private_id = entry
-                .state
-                .bindings
-                .values()
-                .next()
-                .map(|b| b.private_id.clone())
-                .unwrap_or_default();
-            entry.state.expire(now_s);
-            if entry.state.is_empty() {
+            let private_id = private_id_of(&entry.state);
+            let swept = entry.state.sweep(now_s);
+            let state = entry.state.clone();
+            if state.is_empty() {
                 aors.remove(&aor);
-                emptied.push(Expired { aor, private_id });
-                continue;
-            }
-            if entry.state.bindings.len() != before {
+            } else if !swept.is_nothing() {
                 // A write quoting the old version must now fail its compare-and-swap.
                 entry.version = self.next_version.get();
                 self.next_version.set(entry.version + 1);
             }
-            let state = entry.state.clone();
             drop(aors);
             self.schedule(&aor, &state);
+            if !swept.is_nothing() {
+                changed.push(Expired {
+                    aor,
+                    private_id,
+                    swept,
+                    state,
+                });
+            }
         }
-        emptied
+        changed
     }
 
     pub(crate) fn get(&self, aor: &str) -> Versioned {
@@ -244,7 +241,9 @@ mod tests {
         );
         let v1 = owned.get("sip:a@example.com").version;
         assert!(owned.expire_due(99).is_empty());
-        assert!(owned.expire_due(100).is_empty(), "one binding left");
+        let first = owned.expire_due(100);
+        assert_eq!(first.len(), 1, "one binding expired");
+        assert!(!first[0].swept.deregistered, "one binding left");
         let left = owned.get("sip:a@example.com");
         assert_eq!(left.state.bindings.len(), 1);
         assert_ne!(
@@ -258,13 +257,10 @@ mod tests {
         };
         assert_eq!(write(stale), Ok(false));
         let expired = owned.expire_due(200);
-        assert_eq!(
-            expired,
-            [Expired {
-                aor: "sip:a@example.com".into(),
-                private_id: "a@example.com".into()
-            }]
-        );
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].aor, "sip:a@example.com");
+        assert_eq!(expired[0].private_id, "a@example.com");
+        assert!(expired[0].swept.deregistered);
         assert_eq!(owned.len(), 0);
     }
 

@@ -16,7 +16,7 @@ use glommio::net::TcpStream;
 use ims::registrar::AorState;
 use memcache_async::ascii::Protocol;
 
-use super::store::{Expired, StoreFailure, Versioned};
+use super::store::{Expired, StoreFailure, Versioned, private_id_of};
 
 /// How long a server that failed is left alone before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -80,7 +80,10 @@ fn replicas(aor: &str, servers: &[Server]) -> Vec<usize> {
 }
 
 fn exptime(state: &AorState, now_s: u64) -> u32 {
-    let until = state.bindings.values().map(|b| b.expires).max();
+    let bindings = state.bindings.values().map(|b| b.expires);
+    let until = bindings
+        .chain(state.subscriptions.values().map(|s| s.expires))
+        .max();
     let seconds = until.map_or(TOMBSTONE_S, |t| t.saturating_sub(now_s) + 60);
     // memcached reads more than 30 days as an absolute time.
     u32::try_from(seconds.min(30 * 24 * 3600)).unwrap_or(u32::MAX)
@@ -298,9 +301,10 @@ impl MemcachedStore {
         }
     }
 
-    /// Expires the bindings of the AoRs this core wrote whose next expiry has come.
+    /// Expires the bindings and subscriptions of the AoRs this core wrote whose next
+    /// expiry has come (written back with compare-and-swap).
     pub(crate) async fn expire_due(&self, now_s: u64) -> Vec<Expired> {
-        let mut emptied = Vec::new();
+        let mut changed = Vec::new();
         loop {
             let aor = {
                 let mut heap = self.expiries.borrow_mut();
@@ -316,27 +320,23 @@ impl MemcachedStore {
             let Ok(mut current) = self.get(&aor).await else {
                 continue;
             };
-            let before = current.state.bindings.len();
-            let private_id = current
-                .state
-                .bindings
-                .values()
-                .next()
-                .map(|b| b.private_id.clone())
-                .unwrap_or_default();
-            current.state.expire(now_s);
-            if current.state.bindings.len() == before {
+            let private_id = private_id_of(&current.state);
+            let swept = current.state.sweep(now_s);
+            if swept.is_nothing() {
                 continue;
             }
-            let empty = current.state.is_empty();
+            let state = current.state.clone();
             // A conflict means another write came in: its writer looks after the expiry.
-            if let Ok(true) = self.compare_and_set(&aor, current).await
-                && empty
-            {
-                emptied.push(Expired { aor, private_id });
+            if let Ok(true) = self.compare_and_set(&aor, current).await {
+                changed.push(Expired {
+                    aor,
+                    private_id,
+                    swept,
+                    state,
+                });
             }
         }
-        emptied
+        changed
     }
 }
 

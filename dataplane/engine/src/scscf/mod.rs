@@ -5,8 +5,10 @@
 
 mod embedded;
 mod memcached;
+mod notify;
 mod register;
 pub(crate) mod store;
+mod subscribe;
 mod terminating;
 
 use std::cell::{Cell, RefCell};
@@ -76,8 +78,11 @@ pub trait Subscribers: Send + Sync + fmt::Debug {
 pub struct ScscfConfig {
     /// The home domain: REGISTERs for it are ours, requests to it are terminating.
     pub home_domain: String,
-    /// Our own URI for Service-Route (`;lr;orig` is added).
+    /// Our own URI for Service-Route (`;lr;orig` is added) and the Contact of our
+    /// NOTIFYs.
     pub scscf_uri: String,
+    /// The longest reg-event subscription granted, in seconds.
+    pub sub_max_expires: u32,
     /// Digest authentication (realm, cluster secret, nonces).
     pub auth: AuthConfig,
     /// Registration expiry limits.
@@ -139,6 +144,14 @@ impl Router for ScscfRouter {
         if ours && (initial || request.method() == Some(Method::Register)) {
             return Routing::Defer;
         }
+        // A refresh or end of a subscription we serve comes to our Contact.
+        let to_us = request
+            .request_uri()
+            .and_then(Result::ok)
+            .is_some_and(|uri| self.proxy.is_own_uri(&uri));
+        if to_us && self.routes_end_here(request) && request.method() == Some(Method::Subscribe) {
+            return Routing::Defer;
+        }
         proxy::FollowRoute.route(request, planned, targets)
     }
 }
@@ -150,6 +163,10 @@ pub(crate) struct ScscfCore {
     pub(crate) auth: RefCell<Authenticator>,
     pub(crate) store: Rc<RegistrationStore>,
     salt: Cell<u64>,
+    /// NOTIFYs waiting to be sent by the core.
+    pub(crate) outbox: RefCell<Vec<notify::Notify>>,
+    /// NOTIFYs in flight: their subscription, so a 481 or timeout can end it.
+    pub(crate) in_flight: RefCell<std::collections::HashMap<TxnId, (String, String)>>,
 }
 
 impl ScscfCore {
@@ -164,6 +181,8 @@ impl ScscfCore {
             store,
             // Unique per core and start: the MAC, not the salt, is what protects a nonce.
             salt: Cell::new(started ^ ((core as u64) << 56)),
+            outbox: RefCell::new(Vec::new()),
+            in_flight: RefCell::new(std::collections::HashMap::new()),
         }
     }
 
@@ -227,6 +246,8 @@ impl CoreSetup {
 pub(crate) enum Decision {
     Answer {
         status: u16,
+        /// Our To tag, when the answer starts a dialog of ours (a subscription).
+        to_tag: Option<String>,
         headers: Vec<(&'static str, Vec<u8>)>,
     },
     Forward(Vec<Target>),
@@ -234,9 +255,14 @@ pub(crate) enum Decision {
 
 impl Decision {
     pub(crate) fn status(status: u16) -> Self {
+        Self::answer(status, Vec::new())
+    }
+
+    pub(crate) fn answer(status: u16, headers: Vec<(&'static str, Vec<u8>)>) -> Self {
         Self::Answer {
             status,
-            headers: Vec::new(),
+            to_tag: None,
+            headers,
         }
     }
 }
@@ -268,10 +294,15 @@ pub(crate) fn spawn_deferred(
                 let mut s = shard.borrow_mut();
                 let now = Instant::now();
                 match decision {
-                    Decision::Answer { status, headers } => {
+                    Decision::Answer {
+                        status,
+                        to_tag,
+                        headers,
+                    } => {
                         let headers: Vec<(&'static str, &[u8])> =
                             headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-                        s.core.answer_deferred(now, id, status, &headers);
+                        let tag = to_tag.as_deref().map(str::as_bytes);
+                        s.core.answer_deferred(now, id, status, tag, &headers);
                     }
                     Decision::Forward(targets) => s.core.forward_deferred(now, id, &targets),
                 }
@@ -288,27 +319,71 @@ async fn decide(scscf: &ScscfCore, request: &[u8]) -> Decision {
     };
     match msg.method() {
         Some(Method::Register) => register::register(scscf, &msg).await,
+        Some(Method::Subscribe) => subscribe::subscribe(scscf, &msg).await,
         _ => terminating::terminate(scscf, &msg).await,
+    }
+}
+
+/// Hands the queued NOTIFYs to the core, and ends the subscriptions whose NOTIFY came
+/// back 481 or timed out.
+pub(crate) fn flush_notifies(shard: &Rc<RefCell<Shard>>, scscf: &Rc<ScscfCore>) {
+    let queued = std::mem::take(&mut *scscf.outbox.borrow_mut());
+    let now = Instant::now();
+    for n in queued {
+        let id = shard
+            .borrow_mut()
+            .core
+            .originate(now, n.request.as_bytes(), &n.target);
+        if let (Some(id), false) = (id, n.last) {
+            scscf.in_flight.borrow_mut().insert(id, (n.aor, n.to_tag));
+        }
+    }
+    let mut results = Vec::new();
+    shard.borrow_mut().core.take_originated(&mut results);
+    for (id, status) in results {
+        let Some((aor, to_tag)) = scscf.in_flight.borrow_mut().remove(&id) else {
+            continue;
+        };
+        if matches!(status, 408 | 481) {
+            let scscf = Rc::clone(scscf);
+            glommio::spawn_local(async move {
+                subscribe::drop_subscription(&scscf, &aor, &to_tag).await;
+            })
+            .detach();
+        }
     }
 }
 
 /// How often a core removes the bindings expired among the AoRs it owns.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(1);
 
-/// Removes expired bindings as they expire (to the second), so the store holds only live
-/// registrations; an AoR left with none is deregistered at Homestead (`dereg-timeout`).
+/// Removes expired bindings and subscriptions as they expire (to the second), so the
+/// store holds only live state; subscribers hear of it, and an AoR left with no binding is
+/// deregistered at Homestead (`dereg-timeout`).
 async fn expire_bindings(scscf: Rc<ScscfCore>) {
     loop {
         glommio::timer::sleep(EXPIRY_SWEEP).await;
-        for expired in scscf.store.expire_due(unix_now()).await {
-            let call = scscf.config.subscribers.registration(
-                expired.aor,
-                expired.private_id,
-                RegistrationChange::DeregisterTimeout,
+        let now_s = unix_now();
+        for expired in scscf.store.expire_due(now_s).await {
+            notify::queue_changes(
+                &scscf,
+                &expired.aor,
+                &expired.state,
+                &expired.swept.ended_bindings,
+                &expired.swept.notified,
+                &expired.swept.ended,
+                now_s,
             );
-            // Homestead keeps its own state; a failure here leaves it to the next
-            // registration of this AoR to put right.
-            let _ = lookup(&scscf, call).await;
+            if expired.swept.deregistered {
+                let call = scscf.config.subscribers.registration(
+                    expired.aor,
+                    expired.private_id,
+                    RegistrationChange::DeregisterTimeout,
+                );
+                // Homestead keeps its own state; a failure here leaves it to the next
+                // registration of this AoR to put right.
+                let _ = lookup(&scscf, call).await;
+            }
         }
     }
 }

@@ -7,7 +7,9 @@ use ims::registrar::{self, Applied, Refusal, Register};
 use sip::Message;
 
 use super::store::{StoreFailure, Versioned};
-use super::{Decision, LookupFailure, RegistrationChange, ScscfCore, aor_of, lookup, unix_now};
+use super::{
+    Decision, LookupFailure, RegistrationChange, ScscfCore, aor_of, lookup, notify, unix_now,
+};
 
 /// Compare-and-swap attempts before the REGISTER gets 500.
 const CAS_ATTEMPTS: usize = 8;
@@ -69,7 +71,16 @@ pub(crate) async fn register(scscf: &ScscfCore, msg: &Message<'_>) -> Decision {
         Ok(applied) => applied,
         Err(decision) => return decision,
     };
-    let change = if applied.state.is_empty() {
+    notify::queue_changes(
+        scscf,
+        &aor,
+        &applied.state,
+        &applied.ended_bindings,
+        &applied.notified,
+        &applied.ended,
+        unix_now(),
+    );
+    let change = if applied.state.is_unregistered() {
         applied
             .deregistered
             .then_some(RegistrationChange::DeregisterUser)
@@ -103,10 +114,10 @@ fn challenge(scscf: &ScscfCore, impi: String, now_s: u64, stale: bool) -> Decisi
         .auth
         .borrow()
         .challenge(now_s, scscf.next_salt(), impi.as_bytes(), stale, &mut value);
-    Decision::Answer {
-        status: 401,
-        headers: vec![(ChallengeKind::Register.challenge_header(), value)],
-    }
+    Decision::answer(
+        401,
+        vec![(ChallengeKind::Register.challenge_header(), value)],
+    )
 }
 
 fn refused(refusal: Refusal) -> Decision {
@@ -116,10 +127,7 @@ fn refused(refusal: Refusal) -> Decision {
         }
         _ => Vec::new(),
     };
-    Decision::Answer {
-        status: refusal.status(),
-        headers,
-    }
+    Decision::answer(refusal.status(), headers)
 }
 
 /// Read, apply, compare-and-swap; again on a conflict. The 200 goes only after a write
@@ -169,15 +177,12 @@ fn ok(
     for path in msg.values(sip::HeaderName::Path) {
         headers.push(("Path", path.to_vec()));
     }
-    if !applied.state.is_empty() {
+    if !applied.state.is_unregistered() {
         let route = format!("<{};lr;orig>", scscf.config.scscf_uri);
         headers.push(("Service-Route", route.into_bytes()));
         for uri in associated.iter().filter(|u| !u.contains('!')) {
             headers.push(("P-Associated-URI", format!("<{uri}>").into_bytes()));
         }
     }
-    Decision::Answer {
-        status: 200,
-        headers,
-    }
+    Decision::answer(200, headers)
 }

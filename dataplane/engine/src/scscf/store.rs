@@ -36,11 +36,25 @@ pub enum StoreFailure {
     Unavailable(String),
 }
 
-/// An AoR whose last binding expired.
+/// What expired in one AoR, as stored afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Expired {
     pub(crate) aor: String,
+    /// Who registered its bindings (for Homestead's dereg-timeout).
     pub(crate) private_id: String,
+    pub(crate) swept: ims::registrar::Swept,
+    /// The AoR's state after the sweep.
+    pub(crate) state: AorState,
+}
+
+/// The private identity behind an AoR's bindings.
+pub(crate) fn private_id_of(state: &AorState) -> String {
+    state
+        .bindings
+        .values()
+        .next()
+        .map(|b| b.private_id.clone())
+        .unwrap_or_default()
 }
 
 /// A request to the core that serves an AoR.
@@ -161,8 +175,8 @@ impl RegistrationStore {
         }
     }
 
-    /// Removes the bindings expired at `now_s` among the AoRs this core looks after;
-    /// returns the AoRs left with none.
+    /// Removes the bindings and subscriptions expired at `now_s` among the AoRs this core
+    /// looks after; returns what went.
     pub(crate) async fn expire_due(&self, now_s: u64) -> Vec<Expired> {
         match self {
             Self::Embedded(store) => store.local().expire_due(now_s),

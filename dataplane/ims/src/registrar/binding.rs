@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::regevent::{EndReason, Ended};
+
 /// One registered contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
@@ -28,11 +30,39 @@ pub struct Binding {
     pub emergency_reg: bool,
 }
 
+/// A reg-event subscription (RFC 3680) to this AoR, in the JSON field names of Sprout's
+/// management API. We are the notifier: `to_tag` is ours, `from_tag` the subscriber's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Where NOTIFYs go: the subscriber's Contact.
+    pub req_uri: String,
+    /// The subscriber (From of the SUBSCRIBE).
+    pub from_uri: String,
+    /// The subscriber's tag.
+    pub from_tag: String,
+    /// The AoR subscribed to (To of the SUBSCRIBE).
+    pub to_uri: String,
+    /// Our tag.
+    pub to_tag: String,
+    /// The dialog's Call-ID.
+    pub cid: String,
+    /// The dialog's route set (the SUBSCRIBE's Record-Route, in order).
+    pub routes: Vec<String>,
+    /// When it expires, in Unix seconds.
+    pub expires: u64,
+    /// The CSeq of the last NOTIFY sent (also the reginfo `version` + 1).
+    #[serde(default)]
+    pub notify_cseq: u32,
+}
+
 /// Everything stored for one address of record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AorState {
     /// Bindings by binding id.
     pub bindings: BTreeMap<String, Binding>,
+    /// Reg-event subscriptions by our tag.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subscriptions: BTreeMap<String, Subscription>,
     /// The last (nonce, nonce count) a REGISTER authenticated with, so a replay sent to
     /// any core or node is refused (the store's compare-and-swap orders them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,14 +70,95 @@ pub struct AorState {
 }
 
 impl AorState {
-    /// Drops bindings expired at `now_s`.
+    /// Drops bindings expired at `now_s` (subscriptions expire separately: the
+    /// subscriber is told with a last NOTIFY).
     pub fn expire(&mut self, now_s: u64) {
         self.bindings.retain(|_, b| b.expires > now_s);
     }
 
-    /// True when no binding is left.
+    /// True when nothing is left to keep: no binding and no subscription.
     pub fn is_empty(&self) -> bool {
+        self.bindings.is_empty() && self.subscriptions.is_empty()
+    }
+
+    /// True when no binding is left (the AoR is not registered).
+    pub fn is_unregistered(&self) -> bool {
         self.bindings.is_empty()
+    }
+
+    /// When the next binding or subscription expires.
+    pub fn next_expiry(&self) -> Option<u64> {
+        let bindings = self.bindings.values().map(|b| b.expires);
+        let subscriptions = self.subscriptions.values().map(|s| s.expires);
+        bindings.chain(subscriptions).min()
+    }
+
+    /// Removes what expired at `now_s` and says whom to tell: the subscribers of a
+    /// still-registered AoR whose bindings changed (their NOTIFY CSeq counted here, so it
+    /// is stored with the change), and the subscriptions that ended (their time ran out,
+    /// or the AoR's last binding expired).
+    pub fn sweep(&mut self, now_s: u64) -> Swept {
+        let mut swept = Swept::default();
+        let expired: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|(_, b)| b.expires <= now_s)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(binding) = self.bindings.remove(&id) {
+                swept.ended_bindings.push(Ended {
+                    id,
+                    binding,
+                    event: "expired",
+                });
+            }
+        }
+        let timed_out: Vec<String> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.expires <= now_s)
+            .map(|(tag, _)| tag.clone())
+            .collect();
+        for tag in timed_out {
+            if let Some(mut s) = self.subscriptions.remove(&tag) {
+                s.notify_cseq += 1;
+                swept.ended.push((s, EndReason::Timeout));
+            }
+        }
+        swept.deregistered = !swept.ended_bindings.is_empty() && self.bindings.is_empty();
+        if swept.deregistered {
+            for (_, mut s) in std::mem::take(&mut self.subscriptions) {
+                s.notify_cseq += 1;
+                swept.ended.push((s, EndReason::Deactivated));
+            }
+        } else if !swept.ended_bindings.is_empty() {
+            for s in self.subscriptions.values_mut() {
+                s.notify_cseq += 1;
+                swept.notified.push(s.clone());
+            }
+        }
+        swept
+    }
+}
+
+/// What [`AorState::sweep`] removed and whom to tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Bindings that expired.
+    pub ended_bindings: Vec<Ended>,
+    /// Subscriptions that go on, to be told of the expired bindings.
+    pub notified: Vec<Subscription>,
+    /// Subscriptions that ended, with why.
+    pub ended: Vec<(Subscription, EndReason)>,
+    /// The AoR had bindings and has none now.
+    pub deregistered: bool,
+}
+
+impl Swept {
+    /// Nothing expired.
+    pub fn is_nothing(&self) -> bool {
+        self.ended_bindings.is_empty() && self.ended.is_empty()
     }
 }
 

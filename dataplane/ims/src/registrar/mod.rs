@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use sip::{Contact, Message};
 
-pub use self::binding::{AorState, Binding, binding_id};
+pub use self::binding::{AorState, Binding, Subscription, Swept, binding_id};
+use crate::regevent::{EndReason, Ended};
 
 /// Expiry limits.
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +161,12 @@ pub struct Applied {
     pub first_registration: bool,
     /// The AoR has no binding left (Homestead learns of it: reqtype `dereg-user`).
     pub deregistered: bool,
+    /// Bindings this REGISTER removed or found expired, for the reg-event NOTIFYs.
+    pub ended_bindings: Vec<Ended>,
+    /// Subscriptions to tell of the change (NOTIFY CSeq already counted in `state`).
+    pub notified: Vec<Subscription>,
+    /// Subscriptions that ended because no binding is left.
+    pub ended: Vec<(Subscription, EndReason)>,
 }
 
 /// Applies `register` to the AoR's `state` at `now_s`.
@@ -170,8 +177,19 @@ pub fn apply(
     policy: RegisterPolicy,
 ) -> Result<Applied, Refusal> {
     let mut next = state.clone();
+    let mut ended_bindings: Vec<Ended> = state
+        .bindings
+        .iter()
+        .filter(|(_, b)| b.expires <= now_s)
+        .map(|(id, b)| Ended {
+            id: id.clone(),
+            binding: b.clone(),
+            event: "expired",
+        })
+        .collect();
     next.expire(now_s);
-    let was_empty = next.is_empty();
+    let was_empty = next.is_unregistered();
+    let live_before = next.bindings.clone();
     match &register.contacts {
         None => remove_all(&mut next, register),
         Some(contacts) => {
@@ -189,9 +207,36 @@ pub fn apply(
             }
         }
     }
+    for (id, binding) in &live_before {
+        if !next.bindings.contains_key(id) {
+            ended_bindings.push(Ended {
+                id: id.clone(),
+                binding: binding.clone(),
+                event: "unregistered",
+            });
+        }
+    }
+    let deregistered = !was_empty && next.is_unregistered();
+    let (mut notified, mut ended) = (Vec::new(), Vec::new());
+    if next.bindings != state.bindings {
+        if next.is_unregistered() {
+            for (_, mut s) in std::mem::take(&mut next.subscriptions) {
+                s.notify_cseq += 1;
+                ended.push((s, EndReason::Deactivated));
+            }
+        } else {
+            for s in next.subscriptions.values_mut() {
+                s.notify_cseq += 1;
+                notified.push(s.clone());
+            }
+        }
+    }
     Ok(Applied {
-        first_registration: was_empty && !next.is_empty(),
-        deregistered: !was_empty && next.is_empty(),
+        first_registration: was_empty && !next.is_unregistered(),
+        deregistered,
+        ended_bindings,
+        notified,
+        ended,
         state: next,
     })
 }

@@ -76,22 +76,31 @@ impl ProxyCore {
     }
 
     /// Answers a deferred request with `status` and `headers` (each a header line: name
-    /// and value, in order), as a response generated here, with our To tag.
+    /// and value, in order; at most [`sip::MAX_EXTRA_HEADERS`], else the answer is 500),
+    /// as a response generated here, with `to_tag` as our To tag (one of our own when
+    /// `None`; a request that has a To tag keeps it).
     pub fn answer_deferred(
         &mut self,
         now: Instant,
         id: TxnId,
         status: u16,
+        to_tag: Option<&[u8]>,
         headers: &[(&'static str, &[u8])],
     ) {
         let Some(original) = self.take_original(id) else {
             return;
         };
         if let Ok(request) = Message::parse(&original) {
-            let tag = route::local_tag(&request);
+            let own = route::local_tag(&request);
+            let tag = to_tag.unwrap_or(&own);
+            let (status, headers) = if headers.len() > sip::MAX_EXTRA_HEADERS {
+                (500, &[][..])
+            } else {
+                (status, headers)
+            };
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
-            let built = build::response(&request, status, &tag, headers, &mut scratch).is_ok();
+            let built = build::response(&request, status, tag, headers, &mut scratch).is_ok();
             if built {
                 self.send_upstream(now, id, status, &scratch);
             }
@@ -105,7 +114,7 @@ impl ProxyCore {
     /// them at once.
     pub fn forward_deferred(&mut self, now: Instant, id: TxnId, targets: &[Target]) {
         if targets.is_empty() {
-            self.answer_deferred(now, id, 480, &[]);
+            self.answer_deferred(now, id, 480, None, &[]);
             return;
         }
         let Some(original) = self.take_original(id) else {

@@ -66,7 +66,7 @@ impl ProxyCore {
         self.respond(msg, from, 200, &[]);
         if self.deferred_request(id).is_some() {
             // Not forwarded yet: nothing downstream to cancel, so end it here.
-            self.answer_deferred(now, id, 487, &[]);
+            self.answer_deferred(now, id, 487, None, &[]);
             return;
         }
         self.cancel_forks(now, id, None);
