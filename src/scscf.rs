@@ -27,6 +27,11 @@ pub(crate) struct RegistrarArgs {
     /// `nonce_count_supported=N`): every REGISTER is challenged.
     #[arg(long, env = "WW_NO_NONCE_REUSE")]
     no_nonce_reuse: bool,
+    /// Challenge initial requests from our users (those sent through our Service-Route,
+    /// `;orig`) with 407 until they carry digest credentials (Clearwater's
+    /// `non_register_authentication`).
+    #[arg(long, env = "WW_AUTHENTICATE_ORIGINATING")]
+    authenticate_originating: bool,
     /// Longest reg-event subscription granted, seconds (Clearwater's `sub_max_expires`).
     #[arg(long, default_value_t = 3600, env = "WW_SUB_MAX_EXPIRES")]
     sub_max_expires: u32,
@@ -83,6 +88,7 @@ impl RegistrarArgs {
             home_domain: home_domain.to_owned(),
             scscf_uri,
             sub_max_expires: self.sub_max_expires,
+            authenticate_originating: self.authenticate_originating,
             auth: AuthConfig {
                 realm: home_domain.to_owned(),
                 secret,

@@ -26,6 +26,10 @@ pub struct Target {
     pub request_uri: Option<Vec<u8>>,
     /// Route values put above the request's own (a registered contact's Path), top first.
     pub routes: Vec<Vec<u8>>,
+    /// Header lines added to the request on this branch (P-Asserted-Identity, say).
+    pub add_headers: Vec<(&'static str, Vec<u8>)>,
+    /// Headers taken off the request on this branch (credentials meant for us).
+    pub remove_headers: Vec<sip::HeaderName>,
 }
 
 impl Target {
@@ -39,6 +43,8 @@ impl Target {
             udp_fallback: false,
             request_uri: Some(uri.to_vec()),
             routes: Vec::new(),
+            add_headers: Vec::new(),
+            remove_headers: Vec::new(),
         })
     }
 
@@ -57,6 +63,8 @@ impl Target {
             udp_fallback: false,
             request_uri: Some(uri.to_vec()),
             routes,
+            add_headers: Vec::new(),
+            remove_headers: Vec::new(),
         })
     }
 }

@@ -6,6 +6,7 @@
 mod embedded;
 mod memcached;
 mod notify;
+mod originating;
 mod register;
 pub(crate) mod store;
 mod subscribe;
@@ -83,6 +84,9 @@ pub struct ScscfConfig {
     pub scscf_uri: String,
     /// The longest reg-event subscription granted, in seconds.
     pub sub_max_expires: u32,
+    /// Challenge initial requests from our users (those with `;orig` on our Route) with
+    /// 407 until they carry digest credentials.
+    pub authenticate_originating: bool,
     /// Digest authentication (realm, cluster secret, nonces).
     pub auth: AuthConfig,
     /// Registration expiry limits.
@@ -140,6 +144,9 @@ impl Router for ScscfRouter {
         targets: &mut Vec<Target>,
     ) -> Routing {
         let initial = request.to().ok().is_some_and(|to| to.tag().is_none());
+        if initial && self.routes_end_here(request) && is_originating(request) {
+            return Routing::Defer;
+        }
         let ours = self.routes_end_here(request) && self.is_home(request);
         if ours && (initial || request.method() == Some(Method::Register)) {
             return Routing::Defer;
@@ -319,9 +326,26 @@ async fn decide(scscf: &ScscfCore, request: &[u8]) -> Decision {
     };
     match msg.method() {
         Some(Method::Register) => register::register(scscf, &msg).await,
-        Some(Method::Subscribe) => subscribe::subscribe(scscf, &msg).await,
+        // Reg-event is ours to serve, whoever asks (a UE subscribes to its own, through
+        // its Service-Route); other event packages go to the user's devices.
+        Some(Method::Subscribe) if is_reg_event(&msg) => subscribe::subscribe(scscf, &msg).await,
+        _ if is_originating(&msg) => originating::originate(scscf, &msg).await,
         _ => terminating::terminate(scscf, &msg).await,
     }
+}
+
+fn is_reg_event(msg: &Message<'_>) -> bool {
+    msg.event()
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.value().eq_ignore_ascii_case(b"reg"))
+}
+
+/// Whether a request came through our Service-Route (a Route of ours with `;orig`):
+/// it is served for its sender. The router has checked that its Routes are all ours.
+fn is_originating(msg: &Message<'_>) -> bool {
+    msg.routes()
+        .any(|route| route.is_ok_and(|r| r.uri().params().contains(b"orig")))
 }
 
 /// Hands the queued NOTIFYs to the core, and ends the subscriptions whose NOTIFY came

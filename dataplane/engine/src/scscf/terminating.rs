@@ -8,16 +8,25 @@ use sip::Message;
 use super::{Decision, LookupFailure, ScscfCore, aor_of, lookup, unix_now};
 
 pub(crate) async fn terminate(scscf: &ScscfCore, msg: &Message<'_>) -> Decision {
+    match targets(scscf, msg).await {
+        Ok(targets) => Decision::Forward(targets),
+        Err(decision) => decision,
+    }
+}
+
+/// The branches of a request to a user of the home domain, or the answer when there are
+/// none.
+pub(crate) async fn targets(scscf: &ScscfCore, msg: &Message<'_>) -> Result<Vec<Target>, Decision> {
     let Some(aor) = msg
         .request_uri()
         .and_then(Result::ok)
         .and_then(|uri| aor_of(&uri))
     else {
-        return Decision::status(404);
+        return Err(Decision::status(404));
     };
     let stored = match scscf.store.get(&aor).await {
         Ok(stored) => stored,
-        Err(_) => return Decision::status(500),
+        Err(_) => return Err(Decision::status(500)),
     };
     let now_s = unix_now();
     let mut bindings: Vec<_> = stored
@@ -35,11 +44,13 @@ pub(crate) async fn terminate(scscf: &ScscfCore, msg: &Message<'_>) -> Decision 
         })
         .collect();
     if !targets.is_empty() {
-        return Decision::Forward(targets);
+        return Ok(targets);
     }
-    match lookup(scscf, scscf.config.subscribers.exists(aor)).await {
-        Ok(true) => Decision::status(480),
-        Ok(false) | Err(LookupFailure::NotFound(_)) => Decision::status(404),
-        Err(LookupFailure::Unavailable(_)) => Decision::status(504),
-    }
+    Err(
+        match lookup(scscf, scscf.config.subscribers.exists(aor)).await {
+            Ok(true) => Decision::status(480),
+            Ok(false) | Err(LookupFailure::NotFound(_)) => Decision::status(404),
+            Err(LookupFailure::Unavailable(_)) => Decision::status(504),
+        },
+    )
 }

@@ -336,6 +336,8 @@ impl ProxyCore {
             udp_fallback: large && !tcp_param,
             request_uri: None,
             routes: Vec::new(),
+            add_headers: Vec::new(),
+            remove_headers: Vec::new(),
         });
         Some(RoutePlan {
             target,
@@ -496,6 +498,12 @@ pub(super) fn edit_forwarded(
     let strict_next_hop = plan.strict_next_hop && target.routes.is_empty();
     for route in &target.routes {
         editor.add_route_first(route)?;
+    }
+    for &name in &target.remove_headers {
+        editor.remove_headers(name)?;
+    }
+    for (name, value) in &target.add_headers {
+        editor.add_header(name, value)?;
     }
     if plan.restore_from_last_route {
         editor.restore_request_uri_from_last_route()?;
