@@ -27,6 +27,10 @@ pub(crate) struct RegistrarArgs {
     /// `nonce_count_supported=N`): every REGISTER is challenged.
     #[arg(long, env = "WW_NO_NONCE_REUSE")]
     no_nonce_reuse: bool,
+    /// Accept REGISTERs without credentials. Only behind a trusted edge that
+    /// authenticates, or to measure the registrar alone (bench/run register).
+    #[arg(long, env = "WW_NO_REGISTER_AUTHENTICATION")]
+    no_register_authentication: bool,
     /// Challenge initial requests from our users (those sent through our Service-Route,
     /// `;orig`) with 407 until they carry digest credentials (Clearwater's
     /// `non_register_authentication`).
@@ -89,6 +93,7 @@ impl RegistrarArgs {
             scscf_uri,
             sub_max_expires: self.sub_max_expires,
             authenticate_originating: self.authenticate_originating,
+            authenticate_register: !self.no_register_authentication,
             auth: AuthConfig {
                 realm: home_domain.to_owned(),
                 secret,

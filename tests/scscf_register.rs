@@ -337,3 +337,12 @@ async fn a_binding_that_is_not_refreshed_expires_and_homestead_hears_of_it() {
     });
     assert_eq!(metric(&text, "ww_registered_aors"), 0);
 }
+
+#[test]
+fn without_register_authentication_a_register_is_accepted_at_once() {
+    let aio = start_all_in_one(2, &["--no-register-authentication"]);
+    let mut alice = Ue::new(aio.listen, ALICE);
+    let ok = alice.register(&contact_expires(&alice, 300));
+    assert_eq!(ok.status(), 200, "{}", ok.text());
+    assert_eq!(ok.headers("Contact").len(), 1);
+}

@@ -84,6 +84,9 @@ pub struct ScscfConfig {
     pub scscf_uri: String,
     /// The longest reg-event subscription granted, in seconds.
     pub sub_max_expires: u32,
+    /// Challenge REGISTERs (always, in a deployment; off only behind a trusted edge that
+    /// authenticates, or to measure the registrar alone).
+    pub authenticate_register: bool,
     /// Challenge initial requests from our users (those with `;orig` on our Route) with
     /// 407 until they carry digest credentials.
     pub authenticate_originating: bool,

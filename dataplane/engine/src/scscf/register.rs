@@ -18,51 +18,14 @@ pub(crate) async fn register(scscf: &ScscfCore, msg: &Message<'_>) -> Decision {
     let Some(aor) = msg.to().ok().and_then(|to| aor_of(to.uri())) else {
         return Decision::status(400);
     };
-    let now_s = unix_now();
-    let presented = scscf
-        .auth
-        .borrow()
-        .inspect(msg, ChallengeKind::Register, now_s);
-    let (impi, credentials, nonce) = match presented {
-        Presented::Malformed => return Decision::status(400),
-        Presented::Challenge => return challenge(scscf, default_impi(&aor), now_s, false),
-        Presented::Verify {
-            impi,
-            credentials,
-            nonce,
-        } => (
-            String::from_utf8_lossy(impi).into_owned(),
-            credentials,
-            nonce,
-        ),
+    let impi = if scscf.config.authenticate_register {
+        match authenticate(scscf, msg, &aor).await {
+            Ok(impi) => impi,
+            Err(decision) => return decision,
+        }
+    } else {
+        default_impi(&aor)
     };
-    let ha1 = match lookup(
-        scscf,
-        scscf
-            .config
-            .subscribers
-            .digest_ha1(impi.clone(), aor.clone()),
-    )
-    .await
-    {
-        Ok(ha1) => ha1,
-        // An unknown user learns only now, after sending credentials, that they are wrong.
-        Err(LookupFailure::NotFound(_)) => return Decision::status(403),
-        Err(LookupFailure::Unavailable(_)) => return Decision::status(504),
-    };
-    let outcome = scscf.auth.borrow_mut().verify(
-        &credentials,
-        nonce,
-        b"REGISTER",
-        ha1.as_bytes(),
-        unix_now(),
-    );
-    match outcome {
-        Outcome::Authenticated => {}
-        Outcome::Stale => return challenge(scscf, impi, now_s, true),
-        Outcome::Forbidden | Outcome::Replayed => return Decision::status(403),
-        Outcome::Busy => return Decision::status(503),
-    }
     let register = match Register::from_message(msg, &impi) {
         Ok(register) => register,
         Err(refusal) => return refused(refusal),
@@ -101,6 +64,57 @@ pub(crate) async fn register(scscf: &ScscfCore, msg: &Message<'_>) -> Decision {
         }
     }
     ok(scscf, msg, &aor, &applied, &associated)
+}
+
+/// Digest authentication of a REGISTER: the private identity that proved itself, or the
+/// answer (401 challenge, 403, 504...).
+async fn authenticate(scscf: &ScscfCore, msg: &Message<'_>, aor: &str) -> Result<String, Decision> {
+    let now_s = unix_now();
+    let presented = scscf
+        .auth
+        .borrow()
+        .inspect(msg, ChallengeKind::Register, now_s);
+    let (impi, credentials, nonce) = match presented {
+        Presented::Malformed => return Err(Decision::status(400)),
+        Presented::Challenge => return Err(challenge(scscf, default_impi(aor), now_s, false)),
+        Presented::Verify {
+            impi,
+            credentials,
+            nonce,
+        } => (
+            String::from_utf8_lossy(impi).into_owned(),
+            credentials,
+            nonce,
+        ),
+    };
+    let ha1 = match lookup(
+        scscf,
+        scscf
+            .config
+            .subscribers
+            .digest_ha1(impi.clone(), aor.to_owned()),
+    )
+    .await
+    {
+        Ok(ha1) => ha1,
+        // An unknown user learns only now, after sending credentials, that they are wrong.
+        Err(LookupFailure::NotFound(_)) => return Err(Decision::status(403)),
+        Err(LookupFailure::Unavailable(_)) => return Err(Decision::status(504)),
+    };
+    let outcome = scscf.auth.borrow_mut().verify(
+        &credentials,
+        nonce,
+        b"REGISTER",
+        ha1.as_bytes(),
+        unix_now(),
+    );
+    match outcome {
+        Outcome::Authenticated => {}
+        Outcome::Stale => return Err(challenge(scscf, impi, now_s, true)),
+        Outcome::Forbidden | Outcome::Replayed => return Err(Decision::status(403)),
+        Outcome::Busy => return Err(Decision::status(503)),
+    }
+    Ok(impi)
 }
 
 /// IMS UEs without credentials yet are identified by their AoR's user@host.
