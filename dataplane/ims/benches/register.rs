@@ -82,24 +82,36 @@ fn bench(c: &mut Criterion) {
     let text = register_text(2, "");
     let msg = Message::parse(text.as_bytes()).expect("parses");
     let register = Register::from_message(&msg, IMPI).expect("reads");
-    let state = registrar::apply(&AorState::default(), &register, NOW, RegisterPolicy::default())
-        .expect("applies")
-        .state;
+    let state = registrar::apply(
+        &AorState::default(),
+        &register,
+        NOW,
+        RegisterPolicy::default(),
+    )
+    .expect("applies")
+    .state;
     c.bench_function("ims/registrar_refresh", |b| {
         let refresh = Register {
             cseq: 3,
             ..register.clone()
         };
         b.iter(|| {
-            registrar::apply(black_box(&state), &refresh, NOW + 60, RegisterPolicy::default())
-                .expect("applies")
+            registrar::apply(
+                black_box(&state),
+                &refresh,
+                NOW + 60,
+                RegisterPolicy::default(),
+            )
+            .expect("applies")
         });
     });
     c.bench_function("ims/read_register", |b| {
         b.iter(|| Register::from_message(black_box(&msg), IMPI).expect("reads"));
     });
     c.bench_function("ims/contact_values", |b| {
-        b.iter(|| registrar::contact_values(black_box(&state), "sip:6505550000@example.com", NOW, true));
+        b.iter(|| {
+            registrar::contact_values(black_box(&state), "sip:6505550000@example.com", NOW, true)
+        });
     });
     c.bench_function("ims/state_json_round_trip", |b| {
         b.iter(|| {
