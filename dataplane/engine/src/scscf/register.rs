@@ -30,7 +30,34 @@ pub(crate) async fn register(scscf: &ScscfCore, msg: &Message<'_>) -> Decision {
         Ok(register) => register,
         Err(refusal) => return refused(refusal),
     };
-    let applied = match store_binding_change(scscf, &aor, &register).await {
+    // Homestead hears of a registration once, when the AoR becomes registered (reqtype
+    // reg, before the store is written, as Sprout does); refreshes reuse the implicit
+    // registration set it gave then. A REGISTER that only removes bindings needs nothing.
+    let current = match scscf.store.get(&aor).await {
+        Ok(current) => current,
+        Err(e) => return store_failed(e),
+    };
+    let adds = register
+        .contacts
+        .as_ref()
+        .is_some_and(|c| c.iter().any(|c| c.expires.or(register.expires) != Some(0)));
+    let mut associated = current.state.associated_uris.clone();
+    if adds && (current.state.is_unregistered() || associated.is_empty()) {
+        let call = scscf.config.subscribers.registration(
+            aor.clone(),
+            impi.clone(),
+            RegistrationChange::Register,
+        );
+        match lookup(scscf, call).await {
+            Ok(identities) => associated = identities,
+            Err(LookupFailure::NotFound(_)) => return Decision::status(403),
+            Err(LookupFailure::Unavailable(_)) => return Decision::status(504),
+        }
+    }
+    if associated.is_empty() {
+        associated.push(aor.clone());
+    }
+    let applied = match store_binding_change(scscf, &aor, &register, &associated).await {
         Ok(applied) => applied,
         Err(decision) => return decision,
     };
@@ -43,24 +70,15 @@ pub(crate) async fn register(scscf: &ScscfCore, msg: &Message<'_>) -> Decision {
         &applied.ended,
         unix_now(),
     );
-    let change = if applied.state.is_unregistered() {
-        applied
-            .deregistered
-            .then_some(RegistrationChange::DeregisterUser)
-    } else {
-        Some(RegistrationChange::Register)
-    };
-    let mut associated = vec![aor.clone()];
-    if let Some(change) = change {
-        let call = scscf
-            .config
-            .subscribers
-            .registration(aor.clone(), impi.clone(), change);
-        match lookup(scscf, call).await {
-            Ok(identities) if !identities.is_empty() => associated = identities,
-            Ok(_) => {}
-            Err(LookupFailure::NotFound(_)) => return Decision::status(403),
-            Err(LookupFailure::Unavailable(_)) => return Decision::status(504),
+    if applied.deregistered {
+        let call = scscf.config.subscribers.registration(
+            aor.clone(),
+            impi.clone(),
+            RegistrationChange::DeregisterUser,
+        );
+        // The bindings are gone whatever Homestead says; it is told as Sprout tells it.
+        if let Err(LookupFailure::Unavailable(_)) = lookup(scscf, call).await {
+            return Decision::status(504);
         }
     }
     ok(scscf, msg, &aor, &applied, &associated)
@@ -146,19 +164,27 @@ fn refused(refusal: Refusal) -> Decision {
 
 /// Read, apply, compare-and-swap; again on a conflict. The 200 goes only after a write
 /// succeeded (reference §1.4).
+fn store_failed(e: StoreFailure) -> Decision {
+    match e {
+        StoreFailure::Full(_) | StoreFailure::Unavailable(_) => Decision::status(503),
+        StoreFailure::OwnerGone(_) => Decision::status(500),
+    }
+}
+
 async fn store_binding_change(
     scscf: &ScscfCore,
     aor: &str,
     register: &Register,
+    associated: &[String],
 ) -> Result<Applied, Decision> {
-    let store_failed = |e: StoreFailure| match e {
-        StoreFailure::Full(_) | StoreFailure::Unavailable(_) => Decision::status(503),
-        StoreFailure::OwnerGone(_) => Decision::status(500),
-    };
     for _ in 0..CAS_ATTEMPTS {
         let current = scscf.store.get(aor).await.map_err(store_failed)?;
-        let applied = registrar::apply(&current.state, register, unix_now(), scscf.config.register)
-            .map_err(refused)?;
+        let mut applied =
+            registrar::apply(&current.state, register, unix_now(), scscf.config.register)
+                .map_err(refused)?;
+        if !applied.state.is_unregistered() {
+            applied.state.associated_uris = associated.to_vec();
+        }
         let next = Versioned {
             state: applied.state.clone(),
             ..current

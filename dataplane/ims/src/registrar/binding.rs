@@ -63,6 +63,14 @@ pub struct AorState {
     /// Reg-event subscriptions by our tag.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subscriptions: BTreeMap<String, Subscription>,
+    /// The implicit registration set's public identities (P-Associated-URI), as Homestead
+    /// gave them when the AoR registered; refreshes reuse them.
+    #[serde(
+        default,
+        rename = "associated-uris",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub associated_uris: Vec<String>,
     /// The last (nonce, nonce count) a REGISTER authenticated with, so a replay sent to
     /// any core or node is refused (the store's compare-and-swap orders them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
