@@ -256,3 +256,40 @@ fn memcached_items(addr: SocketAddr) -> u64 {
     }
     panic!("no curr_items from memcached {addr}");
 }
+
+#[test]
+fn volte_style_calls_with_prack_and_update_go_through_the_service_route() {
+    let aio = start_all_in_one(SUBSCRIBERS, &[]);
+    let _turn = sipp_turn();
+    let dir = tempdir();
+    write_csvs(&dir);
+    let uas_port = free_udp_ports(0).to_string();
+    register_all(&aio, &dir, &uas_port, &[], 500, || {});
+    let callee = scenarios().join("volte-callee.xml");
+    let mut uas = sipp();
+    uas.current_dir(&dir)
+        .args(["-sf", callee.to_str().expect("utf-8")])
+        .args(["-i", "127.0.0.1", "-p", &uas_port, "-nostdin"]);
+    let _uas = Running(uas.spawn().expect("start sipp callee"));
+    std::thread::sleep(Duration::from_millis(300));
+    let caller_port = free_udp_ports(0).to_string();
+    let caller = scenarios().join("volte-caller.xml");
+    let args = [
+        "-sf",
+        caller.to_str().expect("utf-8"),
+        "-inf",
+        "pairs.csv",
+        "-p",
+        &caller_port,
+        "-m",
+        "500",
+        "-r",
+        "100",
+        "-d",
+        "10",
+    ];
+    let stats = run_uac(&dir, aio.listen, &args, "volte");
+    assert_eq!(column(&stats, "SuccessfulCall(C)"), 500, "{stats}");
+    assert_eq!(column(&stats, "FailedCall(C)"), 0);
+    assert_eq!(column(&stats, "FailedUnexpectedMessage(C)"), 0);
+}
