@@ -35,6 +35,7 @@ pub(crate) fn run(args: AllInOneArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let embedded = args.homestead.embedded_store();
     let (started, outcome) = mpsc::channel();
     let threads = args.control_threads.max(1);
     let control = thread::Builder::new()
@@ -55,10 +56,15 @@ pub(crate) fn run(args: AllInOneArgs) -> ExitCode {
                             "whitewater: homestead API on http://{}, provisioning API on http://{}",
                             homestead.http, homestead.prov_http
                         );
-                        let client = homestead::HomesteadClient::in_process(
-                            tokio::runtime::Handle::current(),
-                            std::sync::Arc::clone(&homestead.source),
-                        );
+                        // The embedded store needs no reactor: the S-CSCF calls it on its
+                        // own core, with no thread hop. ScyllaDB's driver runs on tokio.
+                        let handle = tokio::runtime::Handle::current();
+                        let source = std::sync::Arc::clone(&homestead.source);
+                        let client = if embedded {
+                            homestead::HomesteadClient::in_process_direct(handle, source)
+                        } else {
+                            homestead::HomesteadClient::in_process(handle, source)
+                        };
                         let _ = started.send(Ok(client));
                         if let Err(e) = homestead.join().await {
                             eprintln!("whitewater: homestead stopped: {e}");

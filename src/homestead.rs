@@ -92,6 +92,11 @@ impl HomesteadArgs {
         &self.home_domain
     }
 
+    /// Whether subscriber data lives in the embedded store (no ScyllaDB nodes given).
+    pub(crate) fn embedded_store(&self) -> bool {
+        self.scylla_nodes.is_empty()
+    }
+
     /// The service configuration, with `demo` subscribers put in place at every start.
     pub(crate) fn config(&self, demo: u64) -> Result<HomesteadConfig, String> {
         let store = if self.scylla_nodes.is_empty() {

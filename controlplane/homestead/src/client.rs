@@ -1,9 +1,11 @@
 //! How the data plane asks Homestead: auth vectors, reg-data and location, either
 //! in-process (inside `all-in-one`, no HTTP hop) or over HTTP to a remote Homestead.
 //!
-//! Every call runs on the control plane's tokio runtime and is awaited through its join
-//! handle, which any executor can poll: a glommio data-plane core awaits the answer without
-//! blocking and without running tokio itself.
+//! By default every call runs on the control plane's tokio runtime and is awaited through
+//! its join handle, which any executor can poll: a glommio data-plane core awaits the answer
+//! without blocking and without running tokio itself. [`HomesteadClient::in_process_direct`]
+//! instead runs the source's code in the caller's task: no thread hop, for a source that
+//! needs no tokio reactor (the embedded store's: memory and a writer thread).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,8 @@ use crate::store::StoreError;
 pub struct HomesteadClient {
     runtime: Handle,
     target: Target,
+    /// Run in-process calls in the caller's task instead of on `runtime`.
+    direct: bool,
 }
 
 #[derive(Clone)]
@@ -40,6 +44,17 @@ impl HomesteadClient {
         Self {
             runtime,
             target: Target::InProcess(source),
+            direct: false,
+        }
+    }
+
+    /// Calls `source` in the caller's own task, on whatever executor polls it: for a
+    /// source whose store needs no tokio reactor (the embedded store). `runtime` still
+    /// serves HTTP clients of the same handle type.
+    pub fn in_process_direct(runtime: Handle, source: Arc<dyn SubscriberSource>) -> Self {
+        Self {
+            direct: true,
+            ..Self::in_process(runtime, source)
         }
     }
 
@@ -52,6 +67,7 @@ impl HomesteadClient {
                 base: base.trim_end_matches('/').into(),
                 http,
             },
+            direct: false,
         })
     }
 
@@ -60,6 +76,9 @@ impl HomesteadClient {
         F: Future<Output = Result<T, LookupError>> + Send + 'static,
         T: Send + 'static,
     {
+        if self.direct {
+            return call(self.target.clone()).await;
+        }
         self.runtime
             .spawn(call(self.target.clone()))
             .await

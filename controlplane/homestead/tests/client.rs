@@ -14,6 +14,7 @@ use homestead::{Homestead, HomesteadClient, HomesteadConfig, StoreConfig};
 struct ControlPlane {
     runtime: tokio::runtime::Handle,
     in_process: HomesteadClient,
+    direct: HomesteadClient,
     http: HomesteadClient,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
@@ -57,7 +58,8 @@ fn control_plane() -> ControlPlane {
     });
     let (runtime, source, http) = started.recv().unwrap();
     ControlPlane {
-        in_process: HomesteadClient::in_process(runtime.clone(), source),
+        in_process: HomesteadClient::in_process(runtime.clone(), source.clone()),
+        direct: HomesteadClient::in_process_direct(runtime.clone(), source),
         http: HomesteadClient::http(
             runtime.clone(),
             &format!("http://{http}"),
@@ -92,7 +94,13 @@ fn on_glommio<T: Send + 'static>(f: impl AsyncFnOnce() -> T + Send + 'static) ->
 #[test]
 fn glommio_core_gets_the_same_answers_in_process_and_over_http() {
     let plane = control_plane();
-    let clients = [plane.in_process.clone(), plane.http.clone()];
+    // In process on the control plane's runtime, in process in the core's own task (no
+    // tokio reactor there: the embedded store needs none), and over HTTP.
+    let clients = [
+        plane.in_process.clone(),
+        plane.direct.clone(),
+        plane.http.clone(),
+    ];
     let answers = on_glommio(async move || {
         let mut answers = Vec::new();
         for client in clients {
@@ -142,7 +150,8 @@ fn glommio_core_gets_the_same_answers_in_process_and_over_http() {
     assert_eq!(read.state, RegistrationState::Registered);
     assert_eq!(location.scscf, "sip:scscf-1.example.com");
     assert_eq!(dereg.state, RegistrationState::NotRegistered);
-    assert_eq!(answers[0], answers[1], "in-process and HTTP answers differ");
+    assert_eq!(answers[0], answers[1], "in-process and direct answers differ");
+    assert_eq!(answers[0], answers[2], "in-process and HTTP answers differ");
 }
 
 #[test]
