@@ -318,6 +318,17 @@ pub(crate) const DEMO_PASSWORD: &str = "7kkzTyGW";
 /// Starts all-in-one with `demo` subscribers and `extra` options, and waits until SIP,
 /// metrics and both Homestead APIs answer.
 pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
+    // Free ports are free only when probed: a test running beside this one may take one
+    // before all-in-one binds it. All-in-one then exits with the bind error; try again.
+    for _ in 0..3 {
+        if let Some(started) = try_start_all_in_one(demo, extra) {
+            return started;
+        }
+    }
+    panic!("all-in-one did not start in three attempts");
+}
+
+fn try_start_all_in_one(demo: u32, extra: &[&str]) -> Option<AllInOne> {
     // Room for two cores' own ports; one core unless `extra` says otherwise.
     let port = free_udp_ports(2);
     let cores: &[&str] = if extra.contains(&"--cores") {
@@ -346,7 +357,7 @@ pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
         .stdin(Stdio::null())
         .spawn()
         .expect("start whitewater all-in-one");
-    let process = Running(child);
+    let mut process = Running(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(metrics).is_err()
         || TcpStream::connect(homestead).is_err()
@@ -354,6 +365,9 @@ pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
         || !udp_bound(port)
         || !udp_bound(port + 1)
     {
+        if process.0.try_wait().expect("wait").is_some() {
+            return None;
+        }
         assert!(Instant::now() < deadline, "all-in-one did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -366,14 +380,14 @@ pub(crate) fn start_all_in_one(demo: u32, extra: &[&str]) -> AllInOne {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    AllInOne {
+    Some(AllInOne {
         _process: process,
         listen,
         metrics,
         homestead,
         prov,
         management,
-    }
+    })
 }
 
 /// The status of `GET path` on a local HTTP server (0 if it does not answer).

@@ -150,7 +150,10 @@ fn glommio_core_gets_the_same_answers_in_process_and_over_http() {
     assert_eq!(read.state, RegistrationState::Registered);
     assert_eq!(location.scscf, "sip:scscf-1.example.com");
     assert_eq!(dereg.state, RegistrationState::NotRegistered);
-    assert_eq!(answers[0], answers[1], "in-process and direct answers differ");
+    assert_eq!(
+        answers[0], answers[1],
+        "in-process and direct answers differ"
+    );
     assert_eq!(answers[0], answers[2], "in-process and HTTP answers differ");
 }
 

@@ -161,7 +161,7 @@ pub(crate) async fn run(
     let scscf = scscf.map(|setup| setup.start(index));
     let core = match &scscf {
         Some(scscf) => {
-            let router = scscf::ScscfRouter::new(&scscf.config.home_domain, config.clone());
+            let router = scscf::ScscfRouter::new(Rc::clone(scscf), config.clone());
             ProxyCore::with_router(config, Instant::now(), Box::new(router))
         }
         None => ProxyCore::new(config, Instant::now()),

@@ -77,6 +77,10 @@ pub enum Routing {
     Forward,
     /// Answer the request with this status instead.
     Reject(u16),
+    /// Answer the request with this status and the header line
+    /// [`Router::reject_header`] gives (a digest challenge, say): decided at once, with no
+    /// transaction kept.
+    RejectWith(u16),
     /// The decision needs a lookup (subscriber data, registrations): the core keeps the
     /// request in its transaction, absorbing retransmissions, and lists it in
     /// [`ProxyCore::take_deferred`](crate::ProxyCore::take_deferred); the engine decides and
@@ -96,6 +100,11 @@ pub trait Router: std::fmt::Debug {
         planned: Option<Target>,
         targets: &mut Vec<Target>,
     ) -> Routing;
+
+    /// The header line of the last [`Routing::RejectWith`] answer.
+    fn reject_header(&self) -> Option<(&'static str, &[u8])> {
+        None
+    }
 }
 
 /// The plain proxy: the planned next hop, or 503 when there is none (a host name: DNS is

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ims::auth::{AuthConfig, Authenticator};
+use ims::auth::{AuthConfig, Authenticator, ChallengeKind, Presented};
 use ims::registrar::RegisterPolicy;
 use proxy::{Router, Routing, Target};
 use sip::{Host, Message, Method, Scheme};
@@ -114,14 +114,50 @@ pub struct ScscfConfig {
 pub(crate) struct ScscfRouter {
     home_domain: String,
     proxy: proxy::ProxyConfig,
+    scscf: Rc<ScscfCore>,
+    /// The WWW-Authenticate value of the last challenge.
+    challenge: Vec<u8>,
 }
 
 impl ScscfRouter {
-    pub(crate) fn new(home_domain: &str, proxy: proxy::ProxyConfig) -> Self {
+    pub(crate) fn new(scscf: Rc<ScscfCore>, proxy: proxy::ProxyConfig) -> Self {
         Self {
-            home_domain: home_domain.to_ascii_lowercase(),
+            home_domain: scscf.config.home_domain.to_ascii_lowercase(),
             proxy,
+            scscf,
+            challenge: Vec::with_capacity(256),
         }
+    }
+
+    /// A REGISTER with no credentials for us is challenged at once: the challenge needs
+    /// no lookup, so it needs no transaction or task either.
+    fn challenge_at_once(&mut self, request: &Message<'_>) -> bool {
+        if !self.scscf.config.authenticate_register {
+            return false;
+        }
+        let now_s = unix_now();
+        let scscf = &self.scscf;
+        if scscf
+            .auth
+            .borrow()
+            .inspect(request, ChallengeKind::Register, now_s)
+            != Presented::Challenge
+        {
+            return false;
+        }
+        let Some(aor) = request.to().ok().and_then(|to| aor_of(to.uri())) else {
+            return false;
+        };
+        let impi = aor.split_once(':').map_or(aor.as_str(), |(_, rest)| rest);
+        self.challenge.clear();
+        scscf.auth.borrow().challenge(
+            now_s,
+            scscf.next_salt(),
+            impi.as_bytes(),
+            false,
+            &mut self.challenge,
+        );
+        true
     }
 
     /// No Route left once ours (an outbound proxy's, a Service-Route's) are taken off.
@@ -151,6 +187,9 @@ impl Router for ScscfRouter {
             return Routing::Defer;
         }
         let ours = self.routes_end_here(request) && self.is_home(request);
+        if ours && request.method() == Some(Method::Register) && self.challenge_at_once(request) {
+            return Routing::RejectWith(401);
+        }
         if ours && (initial || request.method() == Some(Method::Register)) {
             return Routing::Defer;
         }
@@ -163,6 +202,10 @@ impl Router for ScscfRouter {
             return Routing::Defer;
         }
         proxy::FollowRoute.route(request, planned, targets)
+    }
+
+    fn reject_header(&self) -> Option<(&'static str, &[u8])> {
+        Some((ChallengeKind::Register.challenge_header(), &self.challenge))
     }
 }
 

@@ -190,13 +190,24 @@ impl ProxyCore {
         let routing = self.router.route(msg, plan.target.clone(), &mut targets);
         targets.truncate(MAX_BRANCHES);
         let refusal = match routing {
-            Routing::Reject(status) => Some(status),
+            Routing::Reject(status) | Routing::RejectWith(status) => Some(status),
             Routing::Forward if targets.is_empty() => Some(480),
             Routing::Forward | Routing::Defer => None,
         };
         if let Some(status) = refusal {
             self.targets = targets;
-            self.respond(msg, from, status, &[]);
+            let mut value = ArrayVec::<u8, 512>::new();
+            let header = match routing {
+                Routing::RejectWith(_) => self.router.reject_header().and_then(|(name, v)| {
+                    value.try_extend_from_slice(v).ok()?;
+                    Some(name)
+                }),
+                _ => None,
+            };
+            match header {
+                Some(name) => self.respond(msg, from, status, &[(name, &value)]),
+                None => self.respond(msg, from, status, &[]),
+            }
             return;
         }
         let incoming = Incoming {
