@@ -165,6 +165,38 @@ impl Subscribers for HomesteadSubscribers {
         })
     }
 
+    fn aka_vector(
+        &self,
+        impi: String,
+        impu: String,
+        version: u8,
+        resync: Option<String>,
+    ) -> Lookup<Option<engine::scscf::AkaVector>> {
+        let client = self.client.clone();
+        let request = AuthRequest {
+            impi,
+            impu,
+            scheme: if version == 2 {
+                AuthScheme::AkaV2
+            } else {
+                AuthScheme::AkaV1
+            },
+            resync_auth: resync,
+            server_name: Some(self.server_name.clone()),
+        };
+        Box::pin(async move {
+            match client.auth_vector(request).await.map_err(failure)? {
+                AuthVector::Aka { vector, .. } => Ok(Some(engine::scscf::AkaVector {
+                    nonce: vector.challenge,
+                    xres: vector.response,
+                    ck: vector.cryptkey,
+                    ik: vector.integritykey,
+                })),
+                AuthVector::Digest { .. } => Ok(None),
+            }
+        })
+    }
+
     fn registration(
         &self,
         impu: String,

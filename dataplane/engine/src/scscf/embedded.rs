@@ -192,7 +192,7 @@ impl EmbeddedStore {
         let aor = aor.to_owned();
         ask(channel, owner, |reply| StoreOp::CompareAndSet {
             aor,
-            value,
+            value: Box::new(value),
             reply,
         })
         .await?

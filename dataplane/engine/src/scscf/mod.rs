@@ -58,10 +58,33 @@ pub enum RegistrationChange {
     DeregisterTimeout,
 }
 
+/// A Digest AKA vector (hex, as Homestead gives it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AkaVector {
+    /// base64(RAND ‖ AUTN).
+    pub nonce: String,
+    /// XRES.
+    pub xres: String,
+    /// CK.
+    pub ck: String,
+    /// IK.
+    pub ik: String,
+}
+
 /// Subscriber data the S-CSCF needs (Homestead, reference §1.1).
 pub trait Subscribers: Send + Sync + fmt::Debug {
     /// The digest HA1 of `impi` for registering `impu`.
     fn digest_ha1(&self, impi: String, impu: String) -> Lookup<String>;
+    /// A Digest AKA vector (`version` 1 or 2) for `impi`, after resynchronising the
+    /// sequence number with `resync` (base64(RAND ‖ AUTS)) when given; `None` when the
+    /// subscriber authenticates with plain digest instead.
+    fn aka_vector(
+        &self,
+        impi: String,
+        impu: String,
+        version: u8,
+        resync: Option<String>,
+    ) -> Lookup<Option<AkaVector>>;
     /// Records a registration change; answers the implicit registration set's public
     /// identities (for P-Associated-URI).
     fn registration(

@@ -86,6 +86,8 @@ async fn authenticate(scscf: &ScscfCore, msg: &Message<'_>, served: &str) -> Res
         .inspect(msg, ChallengeKind::Proxy, now_s);
     let (impi, credentials, nonce) = match presented {
         Presented::Malformed => return Err(Decision::status(400)),
+        // Digest AKA authenticates registrations only.
+        Presented::Aka { .. } => return Err(Decision::status(403)),
         Presented::Challenge => {
             let impi = served.split_once(':').map_or(served, |(_, rest)| rest);
             let mut value = Vec::with_capacity(128);

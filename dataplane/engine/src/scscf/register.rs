@@ -2,6 +2,7 @@
 //! applied with compare-and-swap on the registration store, Homestead told of the change,
 //! and the 200 OK with every binding, Path, Service-Route and P-Associated-URI.
 
+use ims::auth::aka::{AkaVersion, PendingAka};
 use ims::auth::{ChallengeKind, Outcome, Presented};
 use ims::registrar::{self, Applied, Refusal, Register};
 use sip::Message;
@@ -95,6 +96,14 @@ async fn authenticate(scscf: &ScscfCore, msg: &Message<'_>, aor: &str) -> Result
     let (impi, credentials, nonce) = match presented {
         Presented::Malformed => return Err(Decision::status(400)),
         Presented::Challenge => return Err(challenge(scscf, default_impi(aor), now_s, false)),
+        Presented::Aka {
+            impi,
+            credentials,
+            version,
+        } => {
+            let impi = String::from_utf8_lossy(impi).into_owned();
+            return aka(scscf, aor, impi, &credentials, version, now_s).await;
+        }
         Presented::Verify {
             impi,
             credentials,
@@ -164,6 +173,99 @@ fn refused(refusal: Refusal) -> Decision {
 
 /// Read, apply, compare-and-swap; again on a conflict. The 200 goes only after a write
 /// succeeded (reference §1.4).
+/// How long a Digest AKA challenge waits for its answer (Clearwater's 40 s).
+const AKA_CHALLENGE_S: u64 = 40;
+
+/// Digest AKA: check the answer against the vector kept from the challenge, or challenge
+/// with a new vector from Homestead (after resynchronising when the UE sent `auts`).
+async fn aka(
+    scscf: &ScscfCore,
+    aor: &str,
+    impi: String,
+    credentials: &sip::Auth<'_>,
+    version: AkaVersion,
+    now_s: u64,
+) -> Result<String, Decision> {
+    let current = scscf.store.get(aor).await.map_err(store_failed)?;
+    let pending = current.state.pending_aka.clone();
+    let nonce = credentials.nonce().unwrap_or_default();
+    let resync = match (credentials.auts(), &pending) {
+        (Some(auts), Some(p)) => {
+            Some(resync_auth(&p.nonce, auts).ok_or_else(|| Decision::status(403))?)
+        }
+        (Some(_), None) => return Err(Decision::status(403)),
+        (None, _) => None,
+    };
+    if resync.is_none()
+        && let Some(p) = pending.filter(|p| !nonce.is_empty() && p.nonce.as_bytes() == nonce)
+    {
+        let outcome = scscf
+            .auth
+            .borrow_mut()
+            .verify_aka(credentials, &p, b"REGISTER", now_s);
+        match outcome {
+            Outcome::Authenticated => return Ok(impi),
+            // An old challenge: a new one follows.
+            Outcome::Stale => {}
+            Outcome::Forbidden | Outcome::Replayed => return Err(Decision::status(403)),
+            Outcome::Busy => return Err(Decision::status(503)),
+        }
+    }
+    let call =
+        scscf
+            .config
+            .subscribers
+            .aka_vector(impi.clone(), aor.to_owned(), version.number(), resync);
+    let vector = match lookup(scscf, call).await {
+        Ok(Some(vector)) => vector,
+        // A digest subscriber: challenge for digest instead.
+        Ok(None) => return Err(challenge(scscf, impi, now_s, false)),
+        Err(LookupFailure::NotFound(_)) => return Err(Decision::status(403)),
+        Err(LookupFailure::Unavailable(_)) => return Err(Decision::status(504)),
+    };
+    let pending = PendingAka {
+        impi,
+        nonce: vector.nonce,
+        xres: vector.xres,
+        ck: vector.ck,
+        ik: vector.ik,
+        version,
+        expires: now_s + AKA_CHALLENGE_S,
+    };
+    for _ in 0..CAS_ATTEMPTS {
+        let current = scscf.store.get(aor).await.map_err(store_failed)?;
+        let mut state = current.state.clone();
+        state.pending_aka = Some(pending.clone());
+        let next = Versioned { state, ..current };
+        if scscf
+            .store
+            .compare_and_set(aor, next)
+            .await
+            .map_err(store_failed)?
+        {
+            let realm = String::from_utf8_lossy(scscf.auth.borrow().realm()).into_owned();
+            let mut value = Vec::with_capacity(256);
+            pending.challenge(&realm, &mut value);
+            return Err(Decision::answer(
+                401,
+                vec![(ChallengeKind::Register.challenge_header(), value)],
+            ));
+        }
+    }
+    Err(Decision::status(500))
+}
+
+/// base64(RAND ‖ AUTS) for Homestead's resync, RAND from the challenge's nonce.
+fn resync_auth(nonce: &str, auts: &[u8]) -> Option<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let challenge = STANDARD.decode(nonce).ok()?;
+    let auts = STANDARD.decode(auts).ok()?;
+    let mut joined = challenge.get(..16)?.to_vec();
+    joined.extend_from_slice(&auts);
+    Some(STANDARD.encode(joined))
+}
+
 fn store_failed(e: StoreFailure) -> Decision {
     match e {
         StoreFailure::Full(_) | StoreFailure::Unavailable(_) => Decision::status(503),
@@ -185,6 +287,8 @@ async fn store_binding_change(
         if !applied.state.is_unregistered() {
             applied.state.associated_uris = associated.to_vec();
         }
+        // A successful REGISTER consumes any outstanding AKA challenge.
+        applied.state.pending_aka = None;
         let next = Versioned {
             state: applied.state.clone(),
             ..current

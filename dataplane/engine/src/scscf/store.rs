@@ -66,7 +66,8 @@ pub(crate) enum StoreOp {
     },
     CompareAndSet {
         aor: String,
-        value: Versioned,
+        // Boxed: an AoR's state is large next to a read's key.
+        value: Box<Versioned>,
         reply: oneshot::Sender<Result<bool, StoreFailure>>,
     },
 }
@@ -138,7 +139,7 @@ impl Registrations {
             let key = aor.to_owned();
             let done = ask(&self.owners[owner], owner, |reply| StoreOp::CompareAndSet {
                 aor: key,
-                value,
+                value: Box::new(value),
                 reply,
             })
             .await??;
@@ -209,7 +210,7 @@ pub(crate) async fn serve(store: Rc<RegistrationStore>, mut inbox: mpsc::Receive
                 let _ = reply.send(store.get(&aor).await);
             }
             StoreOp::CompareAndSet { aor, value, reply } => {
-                let _ = reply.send(store.compare_and_set(&aor, value).await);
+                let _ = reply.send(store.compare_and_set(&aor, *value).await);
             }
         }
     }

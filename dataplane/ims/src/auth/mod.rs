@@ -7,6 +7,7 @@
 //! the same speed (a scanner learns nothing). Credentials are checked against the HA1 the
 //! engine fetches from Homestead; only then does an unknown user get 403.
 
+pub mod aka;
 pub mod digest;
 pub mod nonce;
 pub mod replay;
@@ -14,9 +15,11 @@ pub mod replay;
 use sip::Auth;
 use sip::{HeaderName, Message};
 
+use self::aka::{AkaVersion, PendingAka};
 use self::digest::ResponseInput;
-use self::nonce::{NonceCheck, NonceKey};
+use self::nonce::{NonceCheck, NonceId, NonceKey};
 use self::replay::{Count, NonceCounts};
+use sha2::{Digest as _, Sha256};
 
 /// How a core authenticates.
 #[derive(Debug, Clone)]
@@ -95,6 +98,16 @@ pub enum Presented<'a> {
         credentials: Auth<'a>,
         /// The nonce, fresh or stale.
         nonce: NonceCheck,
+    },
+    /// Credentials naming Digest AKA: challenge with a vector from Homestead, or check
+    /// against the one kept from the challenge.
+    Aka {
+        /// The private identity.
+        impi: &'a [u8],
+        /// The credentials (an empty nonce on a UE's first REGISTER; `auts` to resync).
+        credentials: Auth<'a>,
+        /// AKAv1 or AKAv2.
+        version: AkaVersion,
     },
     /// Credentials for our realm that cannot be parsed: 400.
     Malformed,
@@ -176,6 +189,13 @@ impl Authenticator {
             let (Some(impi), Some(nonce)) = (credentials.username(), credentials.nonce()) else {
                 return Presented::Malformed;
             };
+            if let Some(version) = credentials.algorithm().and_then(AkaVersion::from_algorithm) {
+                return Presented::Aka {
+                    impi,
+                    credentials,
+                    version,
+                };
+            }
             if nonce.is_empty() {
                 // An IMS UE's first REGISTER names its IMPI with an empty nonce.
                 return Presented::Challenge;
@@ -205,44 +225,93 @@ impl Authenticator {
         let algorithm_ok = credentials
             .algorithm()
             .is_none_or(|a| a.eq_ignore_ascii_case(b"MD5"));
-        let (Some(uri), Some(response), Some(nonce_text), Some(qop), Some(nc_text), Some(cnonce)) = (
-            credentials.digest_uri(),
-            credentials.response(),
-            credentials.nonce(),
-            credentials.qop(),
-            credentials.param(b"nc"),
-            credentials.cnonce(),
-        ) else {
-            return Outcome::Forbidden;
-        };
-        let Some(nc) = credentials.nonce_count() else {
-            return Outcome::Forbidden;
-        };
-        if !algorithm_ok || !qop.eq_ignore_ascii_case(b"auth") {
+        if !algorithm_ok {
             return Outcome::Forbidden;
         }
-        let expected = digest::expected_response(
-            &ascii_lowercase::<32>(ha1),
-            &ResponseInput {
-                method,
-                uri,
-                nonce: nonce_text,
-                qop: Some((qop, nc_text, cnonce)),
-            },
-        );
-        if !nonce::constant_time_eq(&expected, &ascii_lowercase::<32>(response)) {
-            return Outcome::Forbidden;
-        }
+        let nc = match check_response(credentials, method, ha1) {
+            Ok(nc) => nc,
+            Err(outcome) => return outcome,
+        };
         let id = match nonce {
             NonceCheck::Fresh(id) => id,
             NonceCheck::Stale(_) => return Outcome::Stale,
             NonceCheck::Invalid => return Outcome::Forbidden,
         };
+        self.record(id, nc, now_s)
+    }
+
+    /// Checks Digest AKA `credentials` against the vector kept from the challenge: the
+    /// nonce must be that vector's, and the response computed with its RES-derived
+    /// password.
+    pub fn verify_aka(
+        &mut self,
+        credentials: &Auth<'_>,
+        pending: &PendingAka,
+        method: &[u8],
+        now_s: u64,
+    ) -> Outcome {
+        let (Some(username), Some(nonce)) = (credentials.username(), credentials.nonce()) else {
+            return Outcome::Forbidden;
+        };
+        if nonce != pending.nonce.as_bytes() || username != pending.impi.as_bytes() {
+            return Outcome::Forbidden;
+        }
+        let Some(password) = pending.password() else {
+            return Outcome::Forbidden;
+        };
+        let ha1 = digest::ha1(username, &self.realm, &password);
+        let nc = match check_response(credentials, method, &ha1) {
+            Ok(nc) => nc,
+            Err(outcome) => return outcome,
+        };
+        if now_s > pending.expires {
+            return Outcome::Stale;
+        }
+        let id: NonceId = Sha256::digest(nonce).into();
+        self.record(id, nc, now_s)
+    }
+
+    fn record(&mut self, id: NonceId, nc: u32, now_s: u64) -> Outcome {
         match self.counts.record(id, nc, !self.nonce_reuse, now_s) {
             Count::Accepted => Outcome::Authenticated,
             Count::Replayed => Outcome::Replayed,
             Count::Full => Outcome::Busy,
         }
+    }
+}
+
+/// The digest response check shared by MD5 and AKA: qop=auth with nc and cnonce, and
+/// the expected response for `ha1`. The nonce count when right.
+fn check_response(credentials: &Auth<'_>, method: &[u8], ha1: &[u8]) -> Result<u32, Outcome> {
+    let (Some(uri), Some(response), Some(nonce_text), Some(qop), Some(nc_text), Some(cnonce)) = (
+        credentials.digest_uri(),
+        credentials.response(),
+        credentials.nonce(),
+        credentials.qop(),
+        credentials.param(b"nc"),
+        credentials.cnonce(),
+    ) else {
+        return Err(Outcome::Forbidden);
+    };
+    let Some(nc) = credentials.nonce_count() else {
+        return Err(Outcome::Forbidden);
+    };
+    if !qop.eq_ignore_ascii_case(b"auth") {
+        return Err(Outcome::Forbidden);
+    }
+    let expected = digest::expected_response(
+        &ascii_lowercase::<32>(ha1),
+        &ResponseInput {
+            method,
+            uri,
+            nonce: nonce_text,
+            qop: Some((qop, nc_text, cnonce)),
+        },
+    );
+    if nonce::constant_time_eq(&expected, &ascii_lowercase::<32>(response)) {
+        Ok(nc)
+    } else {
+        Err(Outcome::Forbidden)
     }
 }
 

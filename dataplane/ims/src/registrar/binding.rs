@@ -71,6 +71,10 @@ pub struct AorState {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub associated_uris: Vec<String>,
+    /// The Digest AKA vector of an outstanding challenge (Clearwater kept it in its IMPI
+    /// store for 40 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_aka: Option<crate::auth::aka::PendingAka>,
     /// The last (nonce, nonce count) a REGISTER authenticated with, so a replay sent to
     /// any core or node is refused (the store's compare-and-swap orders them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,9 +88,9 @@ impl AorState {
         self.bindings.retain(|_, b| b.expires > now_s);
     }
 
-    /// True when nothing is left to keep: no binding and no subscription.
+    /// True when nothing is left to keep: no binding, no subscription, no challenge.
     pub fn is_empty(&self) -> bool {
-        self.bindings.is_empty() && self.subscriptions.is_empty()
+        self.bindings.is_empty() && self.subscriptions.is_empty() && self.pending_aka.is_none()
     }
 
     /// True when no binding is left (the AoR is not registered).
@@ -98,7 +102,8 @@ impl AorState {
     pub fn next_expiry(&self) -> Option<u64> {
         let bindings = self.bindings.values().map(|b| b.expires);
         let subscriptions = self.subscriptions.values().map(|s| s.expires);
-        bindings.chain(subscriptions).min()
+        let challenge = self.pending_aka.as_ref().map(|p| p.expires);
+        bindings.chain(subscriptions).chain(challenge).min()
     }
 
     /// Removes what expired at `now_s` and says whom to tell: the subscribers of a
@@ -107,6 +112,14 @@ impl AorState {
     /// or the AoR's last binding expired).
     pub fn sweep(&mut self, now_s: u64) -> Swept {
         let mut swept = Swept::default();
+        if self
+            .pending_aka
+            .as_ref()
+            .is_some_and(|p| p.expires <= now_s)
+        {
+            self.pending_aka = None;
+            swept.dropped_challenge = true;
+        }
         let expired: Vec<String> = self
             .bindings
             .iter()
@@ -161,12 +174,14 @@ pub struct Swept {
     pub ended: Vec<(Subscription, EndReason)>,
     /// The AoR had bindings and has none now.
     pub deregistered: bool,
+    /// An unanswered Digest AKA challenge lapsed.
+    pub dropped_challenge: bool,
 }
 
 impl Swept {
     /// Nothing expired.
     pub fn is_nothing(&self) -> bool {
-        self.ended_bindings.is_empty() && self.ended.is_empty()
+        self.ended_bindings.is_empty() && self.ended.is_empty() && !self.dropped_challenge
     }
 }
 

@@ -1,0 +1,123 @@
+//! Digest AKA (RFC 3310, RFC 4169) at the S-CSCF of `whitewater all-in-one`: a UE whose
+//! subscriber has K and OPc registers with AKAv1 and AKAv2, computing RES with Milenage
+//! from the challenge's RAND; a wrong RES is refused.
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::start_all_in_one;
+use common::ue::{DOMAIN, Ue};
+use ims::auth::aka::{AkaVersion, PendingAka};
+use ims::auth::digest::{self, ResponseInput};
+use milenage::Milenage;
+use sip::Auth;
+
+const USER: &str = "akauser";
+const K: [u8; 16] = [
+    0x46, 0x5b, 0x5c, 0xe8, 0xb1, 0x99, 0xb4, 0x9f, 0xaa, 0x5f, 0x0a, 0x2e, 0xe2, 0x38, 0xa6, 0xbc,
+];
+const OPC: [u8; 16] = [
+    0xcd, 0x63, 0xcb, 0x71, 0x95, 0x4a, 0x9f, 0x4e, 0x48, 0xa5, 0x99, 0x4e, 0x37, 0xa0, 0x2b, 0xaf,
+];
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn provision(prov: std::net::SocketAddr) {
+    let body = serde_json::json!({
+        "impus": [format!("sip:{USER}@{DOMAIN}")],
+        "realm": DOMAIN,
+        "aka": {"k": hex(&K), "opc": hex(&OPC), "amf": "8000"},
+    });
+    let url = format!("http://{prov}/subscribers/{USER}%40{DOMAIN}");
+    let answer = reqwest::Client::new()
+        .put(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("PUT subscriber");
+    assert!(answer.status().is_success(), "{:?}", answer.text().await);
+}
+
+/// The first REGISTER of an IMS UE: its IMPI and the algorithm, no nonce yet.
+fn first(version: AkaVersion) -> String {
+    format!(
+        "Authorization: Digest username=\"{USER}@{DOMAIN}\",realm=\"{DOMAIN}\",nonce=\"\",\
+         uri=\"sip:{DOMAIN}\",response=\"\",algorithm={}",
+        version.algorithm()
+    )
+}
+
+/// The UE's answer to an AKA challenge: RES from Milenage, the response from it.
+fn answer(challenge: &str, version: AkaVersion, spoil: bool) -> (String, String, String) {
+    let auth = Auth::parse(challenge.as_bytes()).expect("challenge parses");
+    let nonce = String::from_utf8_lossy(auth.nonce().expect("nonce")).into_owned();
+    let raw = STANDARD.decode(&nonce).expect("base64 nonce");
+    let rand: [u8; 16] = raw[..16].try_into().expect("RAND");
+    let mut m = Milenage::new_with_opc(K, OPC);
+    let (mut res, ck, ik, _ak) = m.f2345(&rand);
+    if spoil {
+        res[0] ^= 1;
+    }
+    let ue_side = PendingAka {
+        impi: format!("{USER}@{DOMAIN}"),
+        nonce: nonce.clone(),
+        xres: hex(&res),
+        ck: hex(&ck),
+        ik: hex(&ik),
+        version,
+        expires: 0,
+    };
+    let password = ue_side.password().expect("password");
+    let impi = format!("{USER}@{DOMAIN}");
+    let ha1 = digest::ha1(impi.as_bytes(), DOMAIN.as_bytes(), &password);
+    let uri = format!("sip:{DOMAIN}");
+    let response = digest::expected_response(
+        &ha1,
+        &ResponseInput {
+            method: b"REGISTER",
+            uri: uri.as_bytes(),
+            nonce: nonce.as_bytes(),
+            qop: Some((b"auth", b"00000001", b"0a4f113b")),
+        },
+    );
+    let line = format!(
+        "Authorization: Digest username=\"{impi}\",realm=\"{DOMAIN}\",nonce=\"{nonce}\",\
+         uri=\"{uri}\",response=\"{}\",algorithm={},qop=auth,nc=00000001,cnonce=\"0a4f113b\"",
+        String::from_utf8_lossy(&response),
+        version.algorithm()
+    );
+    (line, hex(&ck), hex(&ik))
+}
+
+fn param(challenge: &str, name: &str) -> String {
+    let auth = Auth::parse(challenge.as_bytes()).expect("parses");
+    String::from_utf8_lossy(auth.param(name.as_bytes()).unwrap_or_default()).into_owned()
+}
+
+#[tokio::test]
+async fn a_ue_registers_with_akav1_and_akav2_and_a_wrong_res_is_refused() {
+    let aio = start_all_in_one(1, &[]);
+    provision(aio.prov).await;
+    for version in [AkaVersion::V1, AkaVersion::V2] {
+        let mut ue = Ue::new(aio.listen, USER);
+        let contact = format!("Contact: {}", ue.contact());
+        let challenge = ue.register(&[contact.clone(), "Expires: 300".into(), first(version)]);
+        assert_eq!(challenge.status(), 401, "{}", challenge.text());
+        let value = challenge.header("WWW-Authenticate");
+        assert_eq!(param(&value, "algorithm"), version.algorithm());
+        assert_eq!(param(&value, "qop"), "auth");
+        let (line, ck, ik) = answer(&value, version, false);
+        assert_eq!(param(&value, "ck"), ck, "CK for the P-CSCF");
+        assert_eq!(param(&value, "ik"), ik, "IK for the P-CSCF");
+        let ok = ue.register(&[contact, "Expires: 300".into(), line]);
+        assert_eq!(ok.status(), 200, "{:?}: {}", version, ok.text());
+    }
+    let mut ue = Ue::new(aio.listen, USER);
+    let contact = format!("Contact: {}", ue.contact());
+    let challenge = ue.register(&[contact.clone(), first(AkaVersion::V1)]);
+    let (wrong, _, _) = answer(&challenge.header("WWW-Authenticate"), AkaVersion::V1, true);
+    assert_eq!(ue.register(&[contact, wrong]).status(), 403);
+}
