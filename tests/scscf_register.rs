@@ -346,3 +346,63 @@ fn without_register_authentication_a_register_is_accepted_at_once() {
     assert_eq!(ok.status(), 200, "{}", ok.text());
     assert_eq!(ok.headers("Contact").len(), 1);
 }
+
+#[test]
+fn an_unreachable_homestead_gets_504_not_a_misleading_403() {
+    // Sprout on its own, told of a Homestead that is not there.
+    let port = common::free_udp_ports(1);
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let dead = common::free_tcp_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_whitewater"))
+        .args(["sprout", "--listen", &listen.to_string(), "--cores", "0"])
+        .args([
+            "--metrics",
+            &format!("127.0.0.1:{}", common::free_tcp_port()),
+        ])
+        .args([
+            "--management-http",
+            &format!("127.0.0.1:{}", common::free_tcp_port()),
+        ])
+        .args(["--home-domain", DOMAIN])
+        .args(["--homestead-url", &format!("http://127.0.0.1:{dead}")])
+        .args(["--homestead-lookup-timeout-ms", "500"])
+        .env("WW_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start whitewater sprout");
+    let _sprout = common::Running(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !common::udp_bound(port) || !common::udp_bound(port + 1) {
+        assert!(std::time::Instant::now() < deadline, "sprout did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut alice = Ue::new(listen, ALICE);
+    let challenge = alice.register(&contact_expires(&alice, 300));
+    assert_eq!(challenge.status(), 401, "the challenge needs no Homestead");
+    let mut lines = contact_expires(&alice, 300);
+    lines.push(alice.authorization(&challenge.nonce(), 1, DEMO_PASSWORD));
+    let answer = alice.register(&lines);
+    assert_eq!(answer.status(), 504, "{}", answer.text());
+}
+
+#[test]
+fn a_replay_from_elsewhere_is_refused_on_every_core() {
+    // Two cores: a replay from another address may land on the core that never saw the
+    // nonce; the count kept with the AoR refuses it there too.
+    let aio = start_all_in_one(2, &["--cores", "0,1"]);
+    let mut alice = Ue::new(aio.listen, ALICE);
+    let challenge = alice.register(&contact_expires(&alice, 300));
+    let mut lines = contact_expires(&alice, 300);
+    lines.push(alice.authorization(&challenge.nonce(), 1, DEMO_PASSWORD));
+    assert_eq!(alice.register(&lines).status(), 200);
+    for _ in 0..6 {
+        let mut attacker = Ue::new(aio.listen, ALICE);
+        attacker.call_id = alice.call_id.clone();
+        attacker.cseq = 10;
+        assert_eq!(
+            attacker.register(&lines).status(),
+            403,
+            "a replay got through"
+        );
+    }
+}

@@ -100,7 +100,7 @@ pub(crate) fn start_proxy() -> Proxy {
 
 /// Whether a UDP socket is bound to 127.0.0.1:`port`, from the kernel's table (binding the
 /// port to find out could take it from the proxy).
-fn udp_bound(port: u16) -> bool {
+pub(crate) fn udp_bound(port: u16) -> bool {
     let local = format!("0100007F:{port:04X}");
     std::fs::read_to_string("/proc/net/udp")
         .expect("/proc/net/udp")

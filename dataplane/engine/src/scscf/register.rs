@@ -27,6 +27,13 @@ pub(crate) async fn register(scscf: &ScscfCore, msg: &Message<'_>) -> Decision {
     } else {
         default_impi(&aor)
     };
+    // The nonce and count just accepted: stored with the AoR, so that a replay sent to
+    // another core or node (whose own count table has not seen it) is refused too.
+    let proof = if scscf.config.authenticate_register {
+        used_nonce(msg, scscf.auth.borrow().realm())
+    } else {
+        None
+    };
     let register = match Register::from_message(msg, &impi) {
         Ok(register) => register,
         Err(refusal) => return refused(refusal),
@@ -58,7 +65,7 @@ pub(crate) async fn register(scscf: &ScscfCore, msg: &Message<'_>) -> Decision {
     if associated.is_empty() {
         associated.push(aor.clone());
     }
-    let applied = match store_binding_change(scscf, &aor, &register, &associated).await {
+    let applied = match store_binding_change(scscf, &aor, &register, &associated, proof).await {
         Ok(applied) => applied,
         Err(decision) => return decision,
     };
@@ -142,6 +149,17 @@ async fn authenticate(scscf: &ScscfCore, msg: &Message<'_>, aor: &str) -> Result
         Outcome::Busy => return Err(Decision::status(503)),
     }
     Ok(impi)
+}
+
+/// The nonce and nonce count of the credentials for `realm` in `msg`.
+fn used_nonce(msg: &Message<'_>, realm: &[u8]) -> Option<(String, u32)> {
+    msg.headers_named(sip::HeaderName::Authorization)
+        .filter_map(|h| sip::Auth::parse(h.value()).ok())
+        .find(|a| a.realm() == Some(realm))
+        .and_then(|a| {
+            let nonce = String::from_utf8_lossy(a.nonce()?).into_owned();
+            Some((nonce, a.nonce_count()?))
+        })
 }
 
 /// IMS UEs without credentials yet are identified by their AoR's user@host.
@@ -278,9 +296,16 @@ async fn store_binding_change(
     aor: &str,
     register: &Register,
     associated: &[String],
+    proof: Option<(String, u32)>,
 ) -> Result<Applied, Decision> {
     for _ in 0..CAS_ATTEMPTS {
         let current = scscf.store.get(aor).await.map_err(store_failed)?;
+        if let (Some((nonce, nc)), Some((last_nonce, last_nc))) = (&proof, &current.state.last_auth)
+            && nonce == last_nonce
+            && nc <= last_nc
+        {
+            return Err(Decision::status(403));
+        }
         let mut applied =
             registrar::apply(&current.state, register, unix_now(), scscf.config.register)
                 .map_err(refused)?;
@@ -289,6 +314,9 @@ async fn store_binding_change(
         }
         // A successful REGISTER consumes any outstanding AKA challenge.
         applied.state.pending_aka = None;
+        if proof.is_some() {
+            applied.state.last_auth.clone_from(&proof);
+        }
         let next = Versioned {
             state: applied.state.clone(),
             ..current

@@ -76,7 +76,8 @@ pub struct AorState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_aka: Option<crate::auth::aka::PendingAka>,
     /// The last (nonce, nonce count) a REGISTER authenticated with, so a replay sent to
-    /// any core or node is refused (the store's compare-and-swap orders them).
+    /// any core or node is refused (the store's compare-and-swap orders them); the S-CSCF
+    /// checks it before every write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_auth: Option<(String, u32)>,
 }
