@@ -121,3 +121,53 @@ async fn a_ue_registers_with_akav1_and_akav2_and_a_wrong_res_is_refused() {
     let (wrong, _, _) = answer(&challenge.header("WWW-Authenticate"), AkaVersion::V1, true);
     assert_eq!(ue.register(&[contact, wrong]).status(), 403);
 }
+
+#[tokio::test]
+async fn a_ue_out_of_step_resynchronises_with_auts_then_registers() {
+    let aio = start_all_in_one(1, &[]);
+    provision(aio.prov).await;
+    let mut ue = Ue::new(aio.listen, USER);
+    let contact = format!("Contact: {}", ue.contact());
+    let first_challenge = ue.register(&[contact.clone(), first(AkaVersion::V1)]);
+    assert_eq!(first_challenge.status(), 401);
+    let value = first_challenge.header("WWW-Authenticate");
+    let nonce1 = param(&value, "nonce");
+    let rand1: [u8; 16] = STANDARD.decode(&nonce1).expect("base64")[..16]
+        .try_into()
+        .expect("RAND");
+    // The UE's sequence number is ahead of the network's: it answers with AUTS
+    // (TS 33.102 §6.3.3: SQN_MS xor AK*, then MAC-S over a zero AMF).
+    let sqn_ms: [u8; 6] = [0, 0, 0x10, 0, 0, 0];
+    let mut m = Milenage::new_with_opc(K, OPC);
+    let ak_star = m.f5star(&rand1);
+    let mac_s = m.f1star(&rand1, &sqn_ms, &[0, 0]);
+    let mut auts = Vec::with_capacity(14);
+    auts.extend(sqn_ms.iter().zip(ak_star).map(|(s, a)| s ^ a));
+    auts.extend(mac_s);
+    let resync = format!(
+        "Authorization: Digest username=\"{USER}@{DOMAIN}\",realm=\"{DOMAIN}\",\
+         nonce=\"{nonce1}\",uri=\"sip:{DOMAIN}\",response=\"\",algorithm=AKAv1-MD5,\
+         auts=\"{}\"",
+        STANDARD.encode(&auts)
+    );
+    let second = ue.register(&[contact.clone(), resync]);
+    assert_eq!(
+        second.status(),
+        401,
+        "a new challenge after resynchronising"
+    );
+    let value = second.header("WWW-Authenticate");
+    let nonce2 = STANDARD.decode(param(&value, "nonce")).expect("base64");
+    assert_ne!(&nonce2[..16], &rand1[..], "a new RAND");
+    // The new vector's SQN is past the UE's.
+    let rand2: [u8; 16] = nonce2[..16].try_into().expect("RAND");
+    let (_, _, _, ak) = Milenage::new_with_opc(K, OPC).f2345(&rand2);
+    let sqn: Vec<u8> = nonce2[16..22].iter().zip(ak).map(|(x, a)| x ^ a).collect();
+    assert!(
+        sqn.as_slice() > &sqn_ms[..],
+        "SQN {sqn:02x?} not after {sqn_ms:02x?}"
+    );
+    let (line, _, _) = answer(&value, AkaVersion::V1, false);
+    let ok = ue.register(&[contact, "Expires: 300".into(), line]);
+    assert_eq!(ok.status(), 200, "{}", ok.text());
+}
