@@ -481,6 +481,32 @@ async fn expire_bindings(scscf: Rc<ScscfCore>) {
     }
 }
 
+/// Checks digest credentials against the HA1 Homestead has for `impi` (registering or
+/// serving `impu`): the verdict, or the answer when the lookup fails (an unknown user 403,
+/// learnt only after credentials were sent; Homestead down or slow 504).
+pub(crate) async fn check_digest(
+    scscf: &ScscfCore,
+    impi: &str,
+    impu: &str,
+    credentials: &sip::Auth<'_>,
+    nonce: ims::auth::nonce::NonceCheck,
+    method: &[u8],
+) -> Result<ims::auth::Outcome, Decision> {
+    let call = scscf
+        .config
+        .subscribers
+        .digest_ha1(impi.to_owned(), impu.to_owned());
+    let ha1 = match lookup(scscf, call).await {
+        Ok(ha1) => ha1,
+        Err(LookupFailure::NotFound(_)) => return Err(Decision::status(403)),
+        Err(LookupFailure::Unavailable(_)) => return Err(Decision::status(504)),
+    };
+    Ok(scscf
+        .auth
+        .borrow_mut()
+        .verify(credentials, nonce, method, ha1.as_bytes(), unix_now()))
+}
+
 /// Runs a Homestead lookup with the configured timeout.
 pub(crate) async fn lookup<T>(scscf: &ScscfCore, call: Lookup<T>) -> Result<T, LookupFailure> {
     let timeout = scscf.config.lookup_timeout;

@@ -8,7 +8,7 @@ use ims::auth::{ChallengeKind, Outcome, Presented};
 use proxy::Target;
 use sip::{HeaderName, Message};
 
-use super::{Decision, LookupFailure, ScscfCore, aor_of, lookup, terminating, unix_now};
+use super::{Decision, ScscfCore, aor_of, check_digest, terminating, unix_now};
 
 pub(crate) async fn originate(scscf: &ScscfCore, msg: &Message<'_>) -> Decision {
     let Some(served) = served_user(msg) else {
@@ -113,18 +113,8 @@ async fn authenticate(scscf: &ScscfCore, msg: &Message<'_>, served: &str) -> Res
             nonce,
         ),
     };
-    let call = scscf.config.subscribers.digest_ha1(impi, served.to_owned());
-    let ha1 = match lookup(scscf, call).await {
-        Ok(ha1) => ha1,
-        Err(LookupFailure::NotFound(_)) => return Err(Decision::status(403)),
-        Err(LookupFailure::Unavailable(_)) => return Err(Decision::status(504)),
-    };
     let method = msg.method().map_or(&b""[..], |m| m.as_bytes());
-    let outcome =
-        scscf
-            .auth
-            .borrow_mut()
-            .verify(&credentials, nonce, method, ha1.as_bytes(), unix_now());
+    let outcome = check_digest(scscf, &impi, served, &credentials, nonce, method).await?;
     match outcome {
         Outcome::Authenticated => Ok(()),
         Outcome::Stale => {

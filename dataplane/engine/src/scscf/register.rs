@@ -9,7 +9,8 @@ use sip::Message;
 
 use super::store::{StoreFailure, Versioned};
 use super::{
-    Decision, LookupFailure, RegistrationChange, ScscfCore, aor_of, lookup, notify, unix_now,
+    Decision, LookupFailure, RegistrationChange, ScscfCore, aor_of, check_digest, lookup, notify,
+    unix_now,
 };
 
 /// Compare-and-swap attempts before the REGISTER gets 500.
@@ -121,27 +122,7 @@ async fn authenticate(scscf: &ScscfCore, msg: &Message<'_>, aor: &str) -> Result
             nonce,
         ),
     };
-    let ha1 = match lookup(
-        scscf,
-        scscf
-            .config
-            .subscribers
-            .digest_ha1(impi.clone(), aor.to_owned()),
-    )
-    .await
-    {
-        Ok(ha1) => ha1,
-        // An unknown user learns only now, after sending credentials, that they are wrong.
-        Err(LookupFailure::NotFound(_)) => return Err(Decision::status(403)),
-        Err(LookupFailure::Unavailable(_)) => return Err(Decision::status(504)),
-    };
-    let outcome = scscf.auth.borrow_mut().verify(
-        &credentials,
-        nonce,
-        b"REGISTER",
-        ha1.as_bytes(),
-        unix_now(),
-    );
+    let outcome = check_digest(scscf, &impi, aor, &credentials, nonce, b"REGISTER").await?;
     match outcome {
         Outcome::Authenticated => {}
         Outcome::Stale => return Err(challenge(scscf, impi, now_s, true)),
