@@ -305,3 +305,43 @@ fn no_target_is_480_and_a_router_refusal_is_sent_as_given() {
     assert_upstream_response(&out, 404);
     assert_eq!(h.core.active_transactions(), 0);
 }
+
+#[test]
+fn a_branch_silent_after_its_cancel_still_ends() {
+    let mut h = forking(&[A, B]);
+    let fwd = fork_invite(&mut h, &[A, B]);
+    one(h.send(A, &response_to(&fwd[0].bytes, 180, Some("a"), &[])));
+    one(h.send(B, &response_to(&fwd[1].bytes, 180, Some("b"), &[])));
+    let out = h.send(A, &response_to(&fwd[0].bytes, 200, Some("a"), &[]));
+    let cancel_b = only(&out, B).clone();
+    // B takes the CANCEL but never sends its 487.
+    none(&h.send(B, &response_to(&cancel_b.bytes, 200, Some("b"), &[])));
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.core.active_transactions(), 0, "the silent branch ended");
+}
+
+#[test]
+fn a_request_our_headers_would_take_past_the_limit_is_answered_513() {
+    let mut h = Harness::new();
+    let mut invite = Request::invite();
+    // As many header lines as the parser takes: our Via and Record-Route do not fit.
+    let headers = |r: &Request| {
+        String::from_utf8(r.build())
+            .expect("ascii")
+            .lines()
+            .filter(|l| l.contains(": "))
+            .count()
+    };
+    while headers(&invite) < sip::MAX_HEADERS {
+        invite = invite.header("X-Filler: 1");
+    }
+    let out = h.send(UAC, &invite.build());
+    let statuses: Vec<_> = out.iter().filter_map(Sent::status).collect();
+    assert!(
+        statuses.contains(&513),
+        "{:?}",
+        out.iter().map(Sent::text).collect::<Vec<_>>()
+    );
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.core.active_transactions(), 0, "nothing left behind");
+}

@@ -76,7 +76,12 @@ impl ProxyCore {
     /// provisional response, else as soon as it has one (§9.1). A branch already
     /// answered, or never sent, has nothing to cancel.
     pub(super) fn cancel_forks(&mut self, now: Instant, id: TxnId, except: Option<usize>) {
-        let forks = self.table.get(id).map_or(0, |ctx| ctx.forks.len());
+        // Only an INVITE is cancelled (§9.1); other branches run to their own end.
+        let forks = self
+            .table
+            .get(id)
+            .filter(|ctx| ctx.server.kind() == Kind::Invite)
+            .map_or(0, |ctx| ctx.forks.len());
         for fork in (0..forks).filter(|&k| Some(k) != except) {
             let Some(ctx) = self.table.get_mut(id) else {
                 return;
@@ -117,6 +122,10 @@ impl ProxyCore {
         );
         f.cancel = Some(cancel);
         f.cancel_request = buf;
+        // A branch that never answers its CANCEL would ring forever (an INVITE client in
+        // Proceeding has no timer of its own): Timer C's second firing ends it.
+        f.timer_c_fired = true;
+        f.timer_c = Some(now + self.config.timers.transaction_timeout());
         self.apply_cancel(now, id, fork, actions);
     }
 
@@ -404,10 +413,12 @@ impl ProxyCore {
         f.request = buf;
         f.branch = branch;
         if written.is_err() {
-            // Cannot happen for a validated request short of the header limit: this branch
-            // fails as 513 rather than forward something the next hop cannot parse.
+            // Our additions (Via, Record-Route, a Path) would take the request past the
+            // header limit: answer 513 from the request itself (the forwarded copy was not
+            // written), and give up the other branches.
             self.stats.parse_errors += 1;
-            self.fork_failed(now, id, fork, 513);
+            self.send_response_upstream(now, id, msg, 513, false);
+            self.cancel_forks(now, id, Some(fork));
             self.reschedule(now, id);
             return;
         }

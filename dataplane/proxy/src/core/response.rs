@@ -81,6 +81,9 @@ impl ProxyCore {
         });
         if written.is_some() {
             self.send_final_upstream(now, id, status, &stripped);
+        } else {
+            // Nothing to answer with: end the server side rather than leave it waiting.
+            self.end_server(id);
         }
         self.scratch = scratch;
         self.scratch_response = stripped;
@@ -110,7 +113,8 @@ impl ProxyCore {
     /// The final response chosen for upstream: no branch may ring on after it.
     fn send_final_upstream(&mut self, now: Instant, id: TxnId, status: u16, response: &[u8]) {
         if let Some(ctx) = self.table.get_mut(id) {
-            for f in &mut ctx.forks {
+            // A cancelled branch keeps its guard (see send_cancel).
+            for f in ctx.forks.iter_mut().filter(|f| f.cancel.is_none()) {
                 f.timer_c = None;
             }
         }
