@@ -252,3 +252,11 @@ fn a_subscription_can_be_refreshed_and_ended_and_it_expires_on_its_own() {
         "terminated;reason=timeout"
     );
 }
+
+#[test]
+fn an_aor_that_is_not_registered_cannot_be_watched() {
+    let aio = start_all_in_one(2, &[]);
+    let mut watcher = Watcher::new(aio.listen);
+    let (status, _) = status_and_tag(&watcher.subscribe(None, 600));
+    assert_eq!(status, 403);
+}

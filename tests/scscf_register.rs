@@ -186,7 +186,8 @@ fn too_brief_is_423_with_min_expires_and_star_removes_every_binding() {
         ],
     );
     assert_eq!(two.status(), 200, "{}", two.text());
-    assert_eq!(two.headers("Contact").len(), 2);
+    assert_eq!(two.contact_count(), 2);
+    assert_eq!(two.headers("Contact").len(), 1, "one line");
     let gone = alice.register_with(DEMO_PASSWORD, &["Contact: *".into(), "Expires: 0".into()]);
     assert_eq!(gone.status(), 200, "{}", gone.text());
     assert!(gone.headers("Contact").is_empty());

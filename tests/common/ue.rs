@@ -41,6 +41,11 @@ impl Answer {
         assert_eq!(values.len(), 1, "one {name} in\n{}", self.text());
         values[0].clone()
     }
+    /// Contact values, however the lines group them.
+    pub(crate) fn contact_count(&self) -> usize {
+        self.msg().contacts().count()
+    }
+
     pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0).into_owned()
     }

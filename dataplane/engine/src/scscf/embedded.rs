@@ -5,14 +5,15 @@
 //! memcached, so the registrar's read-modify-write loop is the same for both.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures::channel::mpsc;
 use ims::registrar::AorState;
 
-use super::store::{Expired, StoreFailure, StoreOp, Versioned, ask, owner_of, private_id_of};
+use super::store::{
+    Expired, ExpiryQueue, StoreFailure, StoreOp, Versioned, ask, owner_of, private_id_of,
+};
 
 /// The AoRs one core owns.
 #[derive(Debug)]
@@ -21,8 +22,7 @@ pub(crate) struct OwnedAors {
     aors: RefCell<HashMap<String, Versioned>>,
     next_version: Cell<u64>,
     capacity: usize,
-    /// When each AoR's earliest binding expires (entries may be stale: re-checked).
-    expiries: RefCell<BinaryHeap<Reverse<(u64, String)>>>,
+    expiries: ExpiryQueue,
 }
 
 impl OwnedAors {
@@ -32,33 +32,18 @@ impl OwnedAors {
             aors: RefCell::new(HashMap::new()),
             next_version: Cell::new(1),
             capacity,
-            expiries: RefCell::new(BinaryHeap::new()),
+            expiries: ExpiryQueue::default(),
         }
     }
 
     fn schedule(&self, aor: &str, state: &AorState) {
-        if let Some(first) = state.next_expiry() {
-            self.expiries
-                .borrow_mut()
-                .push(Reverse((first, aor.to_owned())));
-        }
+        self.expiries.schedule(aor, state.next_expiry());
     }
 
     /// Removes the bindings and subscriptions expired at `now_s` from every AoR due.
     pub(crate) fn expire_due(&self, now_s: u64) -> Vec<Expired> {
         let mut changed = Vec::new();
-        loop {
-            let aor = {
-                let mut heap = self.expiries.borrow_mut();
-                match heap.peek() {
-                    Some(Reverse((at, _))) if *at <= now_s => {}
-                    _ => break,
-                }
-                let Some(Reverse((_, aor))) = heap.pop() else {
-                    break;
-                };
-                aor
-            };
+        while let Some(aor) = self.expiries.pop_due(now_s) {
             let mut aors = self.aors.borrow_mut();
             let Some(entry) = aors.get_mut(&aor) else {
                 continue;

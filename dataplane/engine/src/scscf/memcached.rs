@@ -5,8 +5,6 @@
 //! own connections (glommio streams); a server that fails is skipped for a second.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
@@ -16,7 +14,7 @@ use glommio::net::TcpStream;
 use ims::registrar::AorState;
 use memcache_async::ascii::Protocol;
 
-use super::store::{Expired, StoreFailure, Versioned, private_id_of};
+use super::store::{Expired, ExpiryQueue, StoreFailure, Versioned, private_id_of};
 
 /// How long a server that failed is left alone before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -36,8 +34,8 @@ struct Server {
 pub(crate) struct MemcachedStore {
     servers: Vec<Server>,
     timeout: Duration,
-    /// When each AoR this core wrote next has a binding expire.
-    expiries: RefCell<BinaryHeap<Reverse<(u64, String)>>>,
+    /// When each AoR this core wrote next has something expire.
+    expiries: ExpiryQueue,
 }
 
 impl std::fmt::Debug for MemcachedStore {
@@ -107,7 +105,7 @@ impl MemcachedStore {
                 })
                 .collect(),
             timeout,
-            expiries: RefCell::new(BinaryHeap::new()),
+            expiries: ExpiryQueue::default(),
         }
     }
 
@@ -277,11 +275,7 @@ impl MemcachedStore {
         for &other in order.iter().filter(|&&i| i != first) {
             self.copy_to(other, &key, &bytes, exp).await;
         }
-        if let Some(next) = value.state.bindings.values().map(|b| b.expires).min() {
-            self.expiries
-                .borrow_mut()
-                .push(Reverse((next, aor.to_owned())));
-        }
+        self.expiries.schedule(aor, value.state.next_expiry());
         Ok(true)
     }
 
@@ -305,24 +299,16 @@ impl MemcachedStore {
     /// expiry has come (written back with compare-and-swap).
     pub(crate) async fn expire_due(&self, now_s: u64) -> Vec<Expired> {
         let mut changed = Vec::new();
-        loop {
-            let aor = {
-                let mut heap = self.expiries.borrow_mut();
-                match heap.peek() {
-                    Some(Reverse((at, _))) if *at <= now_s => {}
-                    _ => break,
-                }
-                let Some(Reverse((_, aor))) = heap.pop() else {
-                    break;
-                };
-                aor
-            };
+        while let Some(aor) = self.expiries.pop_due(now_s) {
             let Ok(mut current) = self.get(&aor).await else {
+                // Try again at the next sweep.
+                self.expiries.schedule(&aor, Some(now_s + 1));
                 continue;
             };
             let private_id = private_id_of(&current.state);
             let swept = current.state.sweep(now_s);
             if swept.is_nothing() {
+                self.expiries.schedule(&aor, current.state.next_expiry());
                 continue;
             }
             let state = current.state.clone();

@@ -50,6 +50,13 @@ pub(crate) async fn register(scscf: &ScscfCore, msg: &Message<'_>) -> Decision {
         .contacts
         .as_ref()
         .is_some_and(|c| c.iter().any(|c| c.expires.or(register.expires) != Some(0)));
+    // A REGISTER the registrar would refuse (423, out of order, emergency) is refused
+    // before Homestead hears of it.
+    if let Err(refusal) =
+        registrar::apply(&current.state, &register, unix_now(), scscf.config.register)
+    {
+        return refused(refusal);
+    }
     let mut associated = current.state.associated_uris.clone();
     if adds && (current.state.is_unregistered() || associated.is_empty()) {
         let call = scscf.config.subscribers.registration(
@@ -324,8 +331,10 @@ fn ok(
     let now_s = unix_now();
     let gruu = msg.supports(b"gruu");
     let mut headers: Vec<(&'static str, Vec<u8>)> = Vec::new();
-    for contact in registrar::contact_values(&applied.state, aor, now_s, gruu) {
-        headers.push(("Contact", contact.into_bytes()));
+    // One line each for the bindings and the identities, however many there are.
+    let contacts = registrar::contact_values(&applied.state, aor, now_s, gruu);
+    if !contacts.is_empty() {
+        headers.push(("Contact", contacts.join(", ").into_bytes()));
     }
     for path in msg.values(sip::HeaderName::Path) {
         headers.push(("Path", path.to_vec()));
@@ -333,8 +342,13 @@ fn ok(
     if !applied.state.is_unregistered() {
         let route = format!("<{};lr;orig>", scscf.config.scscf_uri);
         headers.push(("Service-Route", route.into_bytes()));
-        for uri in associated.iter().filter(|u| !u.contains('!')) {
-            headers.push(("P-Associated-URI", format!("<{uri}>").into_bytes()));
+        let identities: Vec<String> = associated
+            .iter()
+            .filter(|u| !u.contains('!'))
+            .map(|u| format!("<{u}>"))
+            .collect();
+        if !identities.is_empty() {
+            headers.push(("P-Associated-URI", identities.join(", ").into_bytes()));
         }
     }
     Decision::answer(200, headers)

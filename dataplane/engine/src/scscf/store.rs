@@ -3,6 +3,9 @@
 //! its inbox (other cores' for the AoRs it owns, the management API's), so the same
 //! messages serve both.
 
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::rc::Rc;
 
@@ -45,6 +48,55 @@ pub(crate) struct Expired {
     pub(crate) swept: ims::registrar::Swept,
     /// The AoR's state after the sweep.
     pub(crate) state: AorState,
+}
+
+/// When each AoR next has something expire, one live entry per AoR: an entry pushed for
+/// a later time than the AoR's earliest is not added, and a popped entry that no longer
+/// matches the AoR's scheduled time is dropped, so the heap stays as large as the set of
+/// AoRs, however often they are written.
+#[derive(Debug, Default)]
+pub(crate) struct ExpiryQueue {
+    heap: RefCell<BinaryHeap<Reverse<(u64, String)>>>,
+    scheduled: RefCell<HashMap<String, u64>>,
+}
+
+impl ExpiryQueue {
+    /// Schedules `aor` at `at` unless it is already due no later.
+    pub(crate) fn schedule(&self, aor: &str, at: Option<u64>) {
+        let Some(at) = at else {
+            return;
+        };
+        let mut scheduled = self.scheduled.borrow_mut();
+        if scheduled.get(aor).is_some_and(|&t| t <= at) {
+            return;
+        }
+        scheduled.insert(aor.to_owned(), at);
+        self.heap.borrow_mut().push(Reverse((at, aor.to_owned())));
+    }
+
+    /// The next AoR due at `now_s`, taken off the schedule (schedule it again after
+    /// looking at it).
+    pub(crate) fn pop_due(&self, now_s: u64) -> Option<String> {
+        let mut heap = self.heap.borrow_mut();
+        loop {
+            match heap.peek() {
+                Some(Reverse((at, _))) if *at <= now_s => {}
+                _ => return None,
+            }
+            let Reverse((at, aor)) = heap.pop()?;
+            let mut scheduled = self.scheduled.borrow_mut();
+            if scheduled.get(&aor) == Some(&at) {
+                scheduled.remove(&aor);
+                return Some(aor);
+            }
+        }
+    }
+
+    /// Entries held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.heap.borrow().len()
+    }
 }
 
 /// The private identity behind an AoR's bindings.
@@ -213,5 +265,26 @@ pub(crate) async fn serve(store: Rc<RegistrationStore>, mut inbox: mpsc::Receive
                 let _ = reply.send(store.compare_and_set(&aor, *value).await);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_aor_written_again_and_again_keeps_one_entry() {
+        let q = ExpiryQueue::default();
+        for n in 0..1000 {
+            q.schedule("sip:a@x", Some(300 + n));
+        }
+        assert_eq!(q.len(), 1, "later times add nothing");
+        q.schedule("sip:a@x", Some(100));
+        assert_eq!(q.pop_due(99), None);
+        assert_eq!(q.pop_due(300).as_deref(), Some("sip:a@x"));
+        assert_eq!(q.pop_due(300), None, "the stale entry at 300 is dropped");
+        assert_eq!(q.len(), 0);
+        q.schedule("sip:a@x", None);
+        assert_eq!(q.len(), 0);
     }
 }

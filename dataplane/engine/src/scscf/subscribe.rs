@@ -20,6 +20,11 @@ pub(crate) async fn subscribe(scscf: &ScscfCore, msg: &Message<'_>) -> Decision 
         let Ok(current) = scscf.store.get(&aor).await else {
             return Decision::status(503);
         };
+        // Only a registered AoR can be watched: subscriptions to names that are not
+        // registered would fill the store with nothing to report.
+        if current.state.is_unregistered() && msg.to().ok().and_then(|t| t.tag()).is_none() {
+            return Decision::status(403);
+        }
         let now_s = unix_now();
         let done = match regevent::subscribe(
             &current.state,
