@@ -171,3 +171,19 @@ async fn a_ue_out_of_step_resynchronises_with_auts_then_registers() {
     let ok = ue.register(&[contact, "Expires: 300".into(), line]);
     assert_eq!(ok.status(), 200, "{}", ok.text());
 }
+
+#[tokio::test]
+async fn another_challenge_for_the_same_impi_does_not_spoil_the_first() {
+    let aio = start_all_in_one(1, &[]);
+    provision(aio.prov).await;
+    let mut ue = Ue::new(aio.listen, USER);
+    let contact = format!("Contact: {}", ue.contact());
+    let mine = ue.register(&[contact.clone(), first(AkaVersion::V1)]);
+    // Someone else asks for a challenge for the same IMPI meanwhile.
+    let mut other = Ue::new(aio.listen, USER);
+    let theirs = other.register(&[first(AkaVersion::V1)]);
+    assert_eq!((mine.status(), theirs.status()), (401, 401));
+    let (line, _, _) = answer(&mine.header("WWW-Authenticate"), AkaVersion::V1, false);
+    let ok = ue.register(&[contact, "Expires: 300".into(), line]);
+    assert_eq!(ok.status(), 200, "{}", ok.text());
+}

@@ -473,9 +473,13 @@ async fn expire_bindings(scscf: Rc<ScscfCore>) {
                     expired.private_id,
                     RegistrationChange::DeregisterTimeout,
                 );
-                // Homestead keeps its own state; a failure here leaves it to the next
-                // registration of this AoR to put right.
-                let _ = lookup(&scscf, call).await;
+                // Each in a task of its own, so a slow Homestead does not hold up the
+                // sweep. A failure leaves Homestead's state to the AoR's next registration.
+                let scscf = Rc::clone(&scscf);
+                glommio::spawn_local(async move {
+                    let _ = lookup(&scscf, call).await;
+                })
+                .detach();
             }
         }
     }

@@ -193,17 +193,24 @@ async fn aka(
     now_s: u64,
 ) -> Result<String, Decision> {
     let current = scscf.store.get(aor).await.map_err(store_failed)?;
-    let pending = current.state.pending_aka.clone();
     let nonce = credentials.nonce().unwrap_or_default();
+    // The challenge this answer is to: the vector kept under its nonce.
+    let pending = current
+        .state
+        .pending_aka
+        .iter()
+        .find(|p| !nonce.is_empty() && p.nonce.as_bytes() == nonce)
+        .cloned();
     let resync = match (credentials.auts(), &pending) {
         (Some(auts), Some(p)) => {
             Some(resync_auth(&p.nonce, auts).ok_or_else(|| Decision::status(403))?)
         }
+        // AUTS for a challenge we did not send.
         (Some(_), None) => return Err(Decision::status(403)),
         (None, _) => None,
     };
     if resync.is_none()
-        && let Some(p) = pending.filter(|p| !nonce.is_empty() && p.nonce.as_bytes() == nonce)
+        && let Some(p) = pending
     {
         let outcome = scscf
             .auth
@@ -241,7 +248,7 @@ async fn aka(
     for _ in 0..CAS_ATTEMPTS {
         let current = scscf.store.get(aor).await.map_err(store_failed)?;
         let mut state = current.state.clone();
-        state.pending_aka = Some(pending.clone());
+        state.add_pending_aka(pending.clone());
         let next = Versioned { state, ..current };
         if scscf
             .store
@@ -300,8 +307,8 @@ async fn store_binding_change(
         if !applied.state.is_unregistered() {
             applied.state.associated_uris = associated.to_vec();
         }
-        // A successful REGISTER consumes any outstanding AKA challenge.
-        applied.state.pending_aka = None;
+        // A successful REGISTER consumes the outstanding AKA challenges.
+        applied.state.pending_aka.clear();
         if proof.is_some() {
             applied.state.last_auth.clone_from(&proof);
         }

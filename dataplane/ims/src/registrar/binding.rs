@@ -71,10 +71,11 @@ pub struct AorState {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub associated_uris: Vec<String>,
-    /// The Digest AKA vector of an outstanding challenge (Clearwater kept it in its IMPI
-    /// store for 40 s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_aka: Option<crate::auth::aka::PendingAka>,
+    /// The Digest AKA vectors of outstanding challenges, newest last, at most
+    /// [`MAX_PENDING_AKA`] (Clearwater kept them in its IMPI store for 40 s): one per nonce,
+    /// so a REGISTER naming the same IMPI cannot replace the one a UE is answering.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_aka: Vec<crate::auth::aka::PendingAka>,
     /// The last (nonce, nonce count) a REGISTER authenticated with, so a replay sent to
     /// any core or node is refused (the store's compare-and-swap orders them); the S-CSCF
     /// checks it before every write.
@@ -91,7 +92,7 @@ impl AorState {
 
     /// True when nothing is left to keep: no binding, no subscription, no challenge.
     pub fn is_empty(&self) -> bool {
-        self.bindings.is_empty() && self.subscriptions.is_empty() && self.pending_aka.is_none()
+        self.bindings.is_empty() && self.subscriptions.is_empty() && self.pending_aka.is_empty()
     }
 
     /// True when no binding is left (the AoR is not registered).
@@ -103,7 +104,7 @@ impl AorState {
     pub fn next_expiry(&self) -> Option<u64> {
         let bindings = self.bindings.values().map(|b| b.expires);
         let subscriptions = self.subscriptions.values().map(|s| s.expires);
-        let challenge = self.pending_aka.as_ref().map(|p| p.expires);
+        let challenge = self.pending_aka.iter().map(|p| p.expires);
         bindings.chain(subscriptions).chain(challenge).min()
     }
 
@@ -113,14 +114,9 @@ impl AorState {
     /// or the AoR's last binding expired).
     pub fn sweep(&mut self, now_s: u64) -> Swept {
         let mut swept = Swept::default();
-        if self
-            .pending_aka
-            .as_ref()
-            .is_some_and(|p| p.expires <= now_s)
-        {
-            self.pending_aka = None;
-            swept.dropped_challenge = true;
-        }
+        let challenges = self.pending_aka.len();
+        self.pending_aka.retain(|p| p.expires > now_s);
+        swept.dropped_challenge = self.pending_aka.len() != challenges;
         let expired: Vec<String> = self
             .bindings
             .iter()
@@ -161,6 +157,19 @@ impl AorState {
             }
         }
         swept
+    }
+}
+
+/// Outstanding AKA challenges kept per AoR; beyond it the oldest goes.
+pub const MAX_PENDING_AKA: usize = 8;
+
+impl AorState {
+    /// Keeps `pending` as an outstanding AKA challenge, dropping the oldest beyond
+    /// [`MAX_PENDING_AKA`].
+    pub fn add_pending_aka(&mut self, pending: crate::auth::aka::PendingAka) {
+        self.pending_aka.push(pending);
+        let excess = self.pending_aka.len().saturating_sub(MAX_PENDING_AKA);
+        self.pending_aka.drain(..excess);
     }
 }
 
