@@ -407,3 +407,28 @@ fn a_replay_from_elsewhere_is_refused_on_every_core() {
         );
     }
 }
+
+#[test]
+fn a_registration_replayed_after_its_deregistration_is_refused() {
+    let aio = start_all_in_one(2, &["--cores", "0,1"]);
+    let mut alice = Ue::new(aio.listen, ALICE);
+    let challenge = alice.register(&contact_expires(&alice, 300));
+    let nonce = challenge.nonce();
+    let mut register = contact_expires(&alice, 300);
+    register.push(alice.authorization(&nonce, 1, DEMO_PASSWORD));
+    assert_eq!(alice.register(&register).status(), 200);
+    let mut dereg = contact_expires(&alice, 0);
+    dereg.push(alice.authorization(&nonce, 2, DEMO_PASSWORD));
+    assert_eq!(alice.register(&dereg).status(), 200);
+    // The AoR has no binding now; a copy of the first REGISTER must not bring it back.
+    for _ in 0..6 {
+        let mut attacker = Ue::new(aio.listen, ALICE);
+        attacker.call_id = alice.call_id.clone();
+        attacker.cseq = 20;
+        assert_eq!(
+            attacker.register(&register).status(),
+            403,
+            "the replay registered"
+        );
+    }
+}

@@ -23,6 +23,8 @@ pub(crate) struct OwnedAors {
     next_version: Cell<u64>,
     capacity: usize,
     expiries: ExpiryQueue,
+    /// How many of the AoRs have bindings.
+    registered: Cell<usize>,
 }
 
 impl OwnedAors {
@@ -33,6 +35,7 @@ impl OwnedAors {
             next_version: Cell::new(1),
             capacity,
             expiries: ExpiryQueue::default(),
+            registered: Cell::new(0),
         }
     }
 
@@ -49,8 +52,10 @@ impl OwnedAors {
                 continue;
             };
             let private_id = private_id_of(&entry.state);
+            let was_registered = !entry.state.is_unregistered();
             let swept = entry.state.sweep(now_s);
             let state = entry.state.clone();
+            self.count_registered(was_registered, !state.is_unregistered());
             if state.is_empty() {
                 aors.remove(&aor);
             } else if !swept.is_nothing() {
@@ -88,8 +93,10 @@ impl OwnedAors {
         if current != value.version {
             return Ok(false);
         }
+        let was_registered = aors.get(&aor).is_some_and(|v| !v.state.is_unregistered());
         if value.state.is_empty() {
             aors.remove(&aor);
+            self.count_registered(was_registered, false);
             return Ok(true);
         }
         if current == 0 && aors.len() >= self.capacity {
@@ -98,6 +105,7 @@ impl OwnedAors {
         let version = self.next_version.get();
         self.next_version.set(version + 1);
         drop(aors);
+        self.count_registered(was_registered, !value.state.is_unregistered());
         self.schedule(&aor, &value.state);
         self.aors.borrow_mut().insert(
             aor,
@@ -110,9 +118,24 @@ impl OwnedAors {
         Ok(true)
     }
 
-    /// AoRs held.
-    pub(crate) fn len(&self) -> usize {
+    /// AoRs held (registered, and those kept a while for a subscription, a challenge or
+    /// replay protection).
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.aors.borrow().len()
+    }
+
+    /// AoRs with at least one binding.
+    pub(crate) fn registered(&self) -> usize {
+        self.registered.get()
+    }
+
+    fn count_registered(&self, before: bool, after: bool) {
+        match (before, after) {
+            (false, true) => self.registered.set(self.registered.get() + 1),
+            (true, false) => self.registered.set(self.registered.get().saturating_sub(1)),
+            _ => {}
+        }
     }
 }
 
@@ -139,9 +162,9 @@ impl EmbeddedStore {
         self.handoffs.get()
     }
 
-    /// AoRs this core owns.
+    /// AoRs this core owns that have bindings.
     pub(crate) fn owned(&self) -> usize {
-        self.local.len()
+        self.local.registered()
     }
 
     /// This core's own AoRs, for the expiry sweep.

@@ -295,9 +295,9 @@ async fn store_binding_change(
 ) -> Result<Applied, Decision> {
     for _ in 0..CAS_ATTEMPTS {
         let current = scscf.store.get(aor).await.map_err(store_failed)?;
-        if let (Some((nonce, nc)), Some((last_nonce, last_nc))) = (&proof, &current.state.last_auth)
-            && nonce == last_nonce
-            && nc <= last_nc
+        if let (Some((nonce, nc)), Some(last)) = (&proof, &current.state.last_auth)
+            && *nonce == last.nonce
+            && *nc <= last.nc
         {
             return Err(Decision::status(403));
         }
@@ -309,8 +309,13 @@ async fn store_binding_change(
         }
         // A successful REGISTER consumes the outstanding AKA challenges.
         applied.state.pending_aka.clear();
-        if proof.is_some() {
-            applied.state.last_auth.clone_from(&proof);
+        if let Some((nonce, nc)) = &proof {
+            // Kept past the nonce's lifetime (and the clock skew nonces allow).
+            applied.state.last_auth = Some(ims::registrar::LastAuth {
+                nonce: nonce.clone(),
+                nc: *nc,
+                until: unix_now() + scscf.config.auth.nonce_lifetime_s + 10,
+            });
         }
         let next = Versioned {
             state: applied.state.clone(),

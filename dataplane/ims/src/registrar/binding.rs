@@ -30,6 +30,18 @@ pub struct Binding {
     pub emergency_reg: bool,
 }
 
+/// The nonce and count a REGISTER last authenticated with, kept until the nonce can no
+/// longer be fresh: an AoR deregistered meanwhile stays stored as a tombstone holding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastAuth {
+    /// The nonce.
+    pub nonce: String,
+    /// Its highest count used.
+    pub nc: u32,
+    /// Unix seconds after which the nonce is stale anyway.
+    pub until: u64,
+}
+
 /// A reg-event subscription (RFC 3680) to this AoR, in the JSON field names of Sprout's
 /// management API. We are the notifier: `to_tag` is ours, `from_tag` the subscriber's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +92,7 @@ pub struct AorState {
     /// any core or node is refused (the store's compare-and-swap orders them); the S-CSCF
     /// checks it before every write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_auth: Option<(String, u32)>,
+    pub last_auth: Option<LastAuth>,
 }
 
 impl AorState {
@@ -92,7 +104,10 @@ impl AorState {
 
     /// True when nothing is left to keep: no binding, no subscription, no challenge.
     pub fn is_empty(&self) -> bool {
-        self.bindings.is_empty() && self.subscriptions.is_empty() && self.pending_aka.is_empty()
+        self.bindings.is_empty()
+            && self.subscriptions.is_empty()
+            && self.pending_aka.is_empty()
+            && self.last_auth.is_none()
     }
 
     /// True when no binding is left (the AoR is not registered).
@@ -105,7 +120,12 @@ impl AorState {
         let bindings = self.bindings.values().map(|b| b.expires);
         let subscriptions = self.subscriptions.values().map(|s| s.expires);
         let challenge = self.pending_aka.iter().map(|p| p.expires);
-        bindings.chain(subscriptions).chain(challenge).min()
+        let replay_guard = self.last_auth.as_ref().map(|a| a.until);
+        bindings
+            .chain(subscriptions)
+            .chain(challenge)
+            .chain(replay_guard)
+            .min()
     }
 
     /// Removes what expired at `now_s` and says whom to tell: the subscribers of a
@@ -117,6 +137,10 @@ impl AorState {
         let challenges = self.pending_aka.len();
         self.pending_aka.retain(|p| p.expires > now_s);
         swept.dropped_challenge = self.pending_aka.len() != challenges;
+        if self.last_auth.as_ref().is_some_and(|a| a.until <= now_s) {
+            self.last_auth = None;
+            swept.dropped_challenge = true;
+        }
         let expired: Vec<String> = self
             .bindings
             .iter()

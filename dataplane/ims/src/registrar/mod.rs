@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use sip::{Contact, Message};
 
-pub use self::binding::{AorState, Binding, Subscription, Swept, binding_id};
+pub use self::binding::{AorState, Binding, LastAuth, Subscription, Swept, binding_id};
 use crate::regevent::{EndReason, Ended};
 
 /// Expiry limits.
