@@ -293,3 +293,74 @@ fn volte_style_calls_with_prack_and_update_go_through_the_service_route() {
     assert_eq!(column(&stats, "FailedCall(C)"), 0);
     assert_eq!(column(&stats, "FailedUnexpectedMessage(C)"), 0);
 }
+
+#[test]
+fn writes_made_while_a_memcached_server_stalled_are_not_lost_when_it_returns() {
+    let servers: Vec<_> = (0..3).map(|_| start_memcached()).collect();
+    let list = servers
+        .iter()
+        .map(|(_, addr)| addr.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let aio = start_all_in_one(
+        SUBSCRIBERS,
+        &[
+            "--memcached-servers",
+            &list,
+            "--memcached-timeout-ms",
+            "200",
+        ],
+    );
+    let _turn = sipp_turn();
+    let dir = tempdir();
+    write_csvs(&dir);
+    let first_port = free_udp_ports(0).to_string();
+    register_all(&aio, &dir, &first_port, &[], 500, || {});
+    // One server stalls (SIGSTOP) while everyone registers a new contact, then comes back
+    // holding the old contacts of the AoRs it was first replica for.
+    let stalled = servers[1].0.0.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &stalled])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let second_port = free_udp_ports(0).to_string();
+    register_all(&aio, &dir, &second_port, &[], 200, || {});
+    signal("-CONT");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stale = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut stale = Vec::new();
+        for n in 0..u64::from(SUBSCRIBERS) {
+            let url = format!(
+                "http://{}/impu/sip:{}@example.com/bindings",
+                aio.management,
+                FIRST + n
+            );
+            let body = http
+                .get(url)
+                .send()
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("body");
+            if !body.contains(&format!(":{second_port};")) {
+                stale.push(FIRST + n);
+            }
+        }
+        stale
+    });
+    assert!(
+        stale.is_empty(),
+        "{} AoRs show an old contact, e.g. {:?}",
+        stale.len(),
+        &stale[..stale.len().min(5)]
+    );
+}

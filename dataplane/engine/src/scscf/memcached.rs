@@ -178,27 +178,37 @@ impl MemcachedStore {
         }
     }
 
-    /// Reads from the first replica that has the AoR; a replica that lost it (restarted)
-    /// or cannot be reached gives way to the other.
+    /// Reads both replicas at once and takes the newer (the higher generation): a
+    /// replica that missed writes while it was rested, lost the AoR (restarted) or cannot
+    /// be reached gives way to the other.
     pub(crate) async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure> {
         let key = key(aor);
+        let order = replicas(aor, &self.servers);
+        let reads = order.iter().map(|&index| self.read(index, &key));
+        let answers = futures::future::join_all(reads).await;
         let mut failures = Vec::new();
+        let mut best: Option<Versioned> = None;
         let mut missing_on = None;
-        for (replica, index) in replicas(aor, &self.servers).into_iter().enumerate() {
-            match self.read(index, &key).await {
+        for (replica, answer) in answers.into_iter().enumerate() {
+            match answer {
                 Ok(Read::Found(value, cas)) => {
-                    let state = if value.is_empty() {
+                    let state: AorState = if value.is_empty() {
                         AorState::default()
                     } else {
                         serde_json::from_slice(&value).map_err(|e| {
                             StoreFailure::Unavailable(format!("unreadable value for {aor}: {e}"))
                         })?
                     };
-                    return Ok(Versioned {
-                        state,
-                        version: cas,
-                        replica: replica as u8,
-                    });
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| state.generation > b.state.generation)
+                    {
+                        best = Some(Versioned {
+                            state,
+                            version: cas,
+                            replica: replica as u8,
+                        });
+                    }
                 }
                 Ok(Read::Missing) => {
                     missing_on.get_or_insert(replica as u8);
@@ -206,12 +216,13 @@ impl MemcachedStore {
                 Err(e) => failures.push(e.to_string()),
             }
         }
-        match missing_on {
-            Some(replica) => Ok(Versioned {
+        match (best, missing_on) {
+            (Some(found), _) => Ok(found),
+            (None, Some(replica)) => Ok(Versioned {
                 replica,
                 ..Versioned::default()
             }),
-            None => Err(StoreFailure::Unavailable(failures.join("; "))),
+            (None, None) => Err(StoreFailure::Unavailable(failures.join("; "))),
         }
     }
 
@@ -239,7 +250,8 @@ impl MemcachedStore {
                 .await
             {
                 Ok(stored) => Ok(stored),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+                // The item went (evicted, or the server restarted): read and try again.
+                Err(e) if is_answer(&e) => Ok(false),
                 Err(e) => Err(e),
             }
         }
@@ -254,12 +266,12 @@ impl MemcachedStore {
     ) -> Result<bool, StoreFailure> {
         let key = key(aor);
         let now_s = super::unix_now();
-        let bytes = if value.state.is_empty() {
-            Vec::new()
-        } else {
-            serde_json::to_vec(&value.state)
-                .map_err(|e| StoreFailure::Unavailable(e.to_string()))?
-        };
+        let mut value = value;
+        value.state.generation += 1;
+        // A removed AoR is written as its empty state (a tombstone) with its generation,
+        // so a stale replica cannot bring it back.
+        let bytes = serde_json::to_vec(&value.state)
+            .map_err(|e| StoreFailure::Unavailable(e.to_string()))?;
         let exp = exptime(&value.state, now_s);
         let order = replicas(aor, &self.servers);
         let Some(&first) = order.get(usize::from(value.replica)) else {
@@ -273,18 +285,27 @@ impl MemcachedStore {
             return Ok(false);
         }
         for &other in order.iter().filter(|&&i| i != first) {
-            self.copy_to(other, &key, &bytes, exp).await;
+            self.copy_to(other, &key, &bytes, value.state.generation, exp)
+                .await;
         }
         self.expiries.schedule(aor, value.state.next_expiry());
         Ok(true)
     }
 
-    /// Overwrites the replica at `index` with `bytes`; a replica that cannot be reached
-    /// is left to heal at the AoR's next write.
-    async fn copy_to(&self, index: usize, key: &str, bytes: &[u8], exp: u32) {
+    /// Overwrites the replica at `index` with `bytes` (of `generation`) unless it holds
+    /// a newer one; a replica that cannot be reached is left to heal at the AoR's next
+    /// write.
+    async fn copy_to(&self, index: usize, key: &str, bytes: &[u8], generation: u64, exp: u32) {
         for _ in 0..3 {
             let version = match self.read(index, key).await {
-                Ok(Read::Found(_, cas)) => cas,
+                Ok(Read::Found(held, cas)) => {
+                    let newer = serde_json::from_slice::<AorState>(&held)
+                        .is_ok_and(|s| s.generation > generation);
+                    if newer {
+                        return;
+                    }
+                    cas
+                }
                 Ok(Read::Missing) => 0,
                 Err(_) => return,
             };

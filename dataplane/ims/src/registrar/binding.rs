@@ -30,6 +30,10 @@ pub struct Binding {
     pub emergency_reg: bool,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The nonce and count a REGISTER last authenticated with, kept until the nonce can no
 /// longer be fresh: an AoR deregistered meanwhile stays stored as a tombstone holding it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +97,10 @@ pub struct AorState {
     /// checks it before every write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_auth: Option<LastAuth>,
+    /// Counts the writes of a replicated store (memcached): of two replicas, the one with
+    /// the higher generation is the newer, whichever server it is on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
 }
 
 impl AorState {
