@@ -345,3 +345,22 @@ fn a_request_our_headers_would_take_past_the_limit_is_answered_513() {
     h.advance(Duration::from_secs(40));
     assert_eq!(h.core.active_transactions(), 0, "nothing left behind");
 }
+
+#[test]
+fn a_large_request_to_a_chosen_target_goes_by_tcp_and_falls_back_to_udp() {
+    let mut h = forking(&[A]);
+    let mut invite = Request::invite();
+    while invite.build().len() < 1200 {
+        invite = invite.header("X-Padding: 0123456789abcdef0123456789abcdef");
+    }
+    let out = h.send(UAC, &invite.build());
+    let fwd = only(&out, A).clone();
+    assert_eq!(fwd.protocol, proxy::Protocol::Tcp, "RFC 3261 §18.1.1");
+    assert!(fwd.vias()[0].starts_with("SIP/2.0/TCP"));
+    let now = h.now;
+    h.core
+        .on_send_error(now, fwd.client_id.expect("a client transaction"));
+    let again = one(h.drain_now());
+    assert_eq!(again.protocol, proxy::Protocol::Udp, "retried over UDP");
+    assert!(again.vias()[0].starts_with("SIP/2.0/UDP"));
+}

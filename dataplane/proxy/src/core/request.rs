@@ -393,10 +393,28 @@ impl ProxyCore {
         else {
             return;
         };
+        // RFC 3261 §18.1.1 for every branch, whatever chose it: a request near the path
+        // MTU with what we add (Via, Record-Route, a Path, headers) goes by TCP, with UDP
+        // as the fallback if TCP cannot be had.
+        let added: usize = target.routes.iter().map(|r| r.len() + 9).sum::<usize>()
+            + target
+                .add_headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>()
+            + target.request_uri.as_ref().map_or(0, Vec::len);
+        let protocol =
+            if target.protocol == Protocol::Udp && msg.as_bytes().len() + 160 + added > UDP_LIMIT {
+                f.udp_fallback = true;
+                Protocol::Tcp
+            } else {
+                target.protocol
+            };
+        f.protocol = protocol;
         let mut buf = self.pool.take();
         buf.clear();
         let via = ViaSpec {
-            transport: target.protocol.via_token(),
+            transport: protocol.via_token(),
             host: &self.via_host,
             port: Some(self.own_port),
             branch: &branch,
@@ -424,7 +442,7 @@ impl ProxyCore {
         }
         let (client, actions) = ClientTransaction::start(
             Kind::of(method),
-            target.protocol.reliability(),
+            protocol.reliability(),
             self.config.timers,
             now,
         );
