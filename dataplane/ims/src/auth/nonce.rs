@@ -91,8 +91,11 @@ impl NonceKey {
             Ok(NONCE_BYTES) => {}
             _ => return NonceCheck::Invalid,
         }
-        let issued = u64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
-        let salt = u64::from_be_bytes(raw[8..16].try_into().expect("8 bytes"));
+        let (Some(issued), Some(salt)) = (raw.first_chunk::<8>(), raw[8..].first_chunk::<8>())
+        else {
+            return NonceCheck::Invalid;
+        };
+        let (issued, salt) = (u64::from_be_bytes(*issued), u64::from_be_bytes(*salt));
         let expected = self.tag(issued, salt, realm, impi);
         if !constant_time_eq(&expected, &raw[16..]) || issued > now_s + CLOCK_SKEW_S {
             return NonceCheck::Invalid;

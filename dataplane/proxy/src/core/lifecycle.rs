@@ -11,11 +11,7 @@ impl ProxyCore {
     /// A forwarded request is needed only while its client transaction may retransmit
     /// it or build an ACK or CANCEL from it.
     pub(super) fn release_request_if_unneeded(&mut self, id: TxnId, fork: usize) {
-        let Some(f) = self
-            .table
-            .get_mut(id)
-            .and_then(|ctx| ctx.forks.get_mut(fork))
-        else {
+        let Some(f) = fork_mut(&mut self.table, id, fork) else {
             return;
         };
         let needed = f.client.as_ref().is_some_and(|c| {
@@ -92,20 +88,13 @@ impl ProxyCore {
     }
 
     fn on_fork_timers(&mut self, now: Instant, id: TxnId, fork: usize) {
-        let timer_c_due = self
-            .table
-            .get(id)
-            .and_then(|ctx| ctx.forks.get(fork))
+        let timer_c_due = fork_ref(&self.table, id, fork)
             .and_then(|f| f.timer_c)
             .is_some_and(|at| at <= now);
         if timer_c_due {
             self.on_timer_c(now, id, fork);
         }
-        let Some(f) = self
-            .table
-            .get_mut(id)
-            .and_then(|ctx| ctx.forks.get_mut(fork))
-        else {
+        let Some(f) = fork_mut(&mut self.table, id, fork) else {
             return;
         };
         let client = f
@@ -134,11 +123,7 @@ impl ProxyCore {
 
     pub(super) fn on_timer_c(&mut self, now: Instant, id: TxnId, fork: usize) {
         let transaction_timeout = self.config.timers.transaction_timeout();
-        let Some(f) = self
-            .table
-            .get_mut(id)
-            .and_then(|ctx| ctx.forks.get_mut(fork))
-        else {
+        let Some(f) = fork_mut(&mut self.table, id, fork) else {
             return;
         };
         let ringing = f

@@ -195,6 +195,16 @@ impl Fork {
     }
 }
 
+/// Branch `fork` of transaction `id`. Free functions, so that the table alone is
+/// borrowed and the core's other fields (the pool, the outbox) stay usable beside it.
+fn fork_mut(table: &mut TransactionTable<Context>, id: TxnId, fork: usize) -> Option<&mut Fork> {
+    table.get_mut(id).and_then(|ctx| ctx.forks.get_mut(fork))
+}
+
+fn fork_ref(table: &TransactionTable<Context>, id: TxnId, fork: usize) -> Option<&Fork> {
+    table.get(id).and_then(|ctx| ctx.forks.get(fork))
+}
+
 /// Per-transaction state: the server side facing upstream and a branch per target.
 /// Buffers are released as soon as no retransmission can need them.
 #[derive(Debug)]

@@ -98,11 +98,7 @@ impl ProxyCore {
     }
 
     pub(super) fn send_cancel(&mut self, now: Instant, id: TxnId, fork: usize) {
-        let Some(f) = self
-            .table
-            .get_mut(id)
-            .and_then(|ctx| ctx.forks.get_mut(fork))
-        else {
+        let Some(f) = fork_mut(&mut self.table, id, fork) else {
             return;
         };
         f.cancel_pending = false;
@@ -386,11 +382,7 @@ impl ProxyCore {
                 method,
                 Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
             );
-        let Some(f) = self
-            .table
-            .get_mut(id)
-            .and_then(|ctx| ctx.forks.get_mut(fork))
-        else {
+        let Some(f) = fork_mut(&mut self.table, id, fork) else {
             return;
         };
         // RFC 3261 §18.1.1 for every branch, whatever chose it: a request near the path
@@ -446,11 +438,7 @@ impl ProxyCore {
             self.config.timers,
             now,
         );
-        if let Some(f) = self
-            .table
-            .get_mut(id)
-            .and_then(|ctx| ctx.forks.get_mut(fork))
-        {
+        if let Some(f) = fork_mut(&mut self.table, id, fork) {
             f.client = Some(client);
         }
         self.apply_client(now, id, fork, actions, None);

@@ -65,7 +65,7 @@ impl ProxyCore {
         fork: usize,
         status: u16,
     ) {
-        let Some(f) = self.table.get(id).and_then(|ctx| ctx.forks.get(fork)) else {
+        let Some(f) = fork_ref(&self.table, id, fork) else {
             return;
         };
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -143,11 +143,7 @@ impl ProxyCore {
             return;
         };
         let fork = usize::from(fork);
-        let Some(f) = self
-            .table
-            .get_mut(id)
-            .and_then(|ctx| ctx.forks.get_mut(fork))
-        else {
+        let Some(f) = fork_mut(&mut self.table, id, fork) else {
             return;
         };
         if cseq.method == Method::Cancel {
@@ -257,21 +253,13 @@ impl ProxyCore {
 
     /// Keeps branch `fork`'s final response while other branches are pending.
     fn hold(&mut self, id: TxnId, fork: usize, response: &[u8]) {
-        let Some(f) = self
-            .table
-            .get_mut(id)
-            .and_then(|ctx| ctx.forks.get_mut(fork))
-        else {
+        let Some(f) = fork_mut(&mut self.table, id, fork) else {
             return;
         };
         let old = std::mem::take(&mut f.held);
         self.pool.give(old);
         let copy = self.pool.copy_of(response);
-        if let Some(f) = self
-            .table
-            .get_mut(id)
-            .and_then(|ctx| ctx.forks.get_mut(fork))
-        {
+        if let Some(f) = fork_mut(&mut self.table, id, fork) {
             f.held = copy;
         }
     }
@@ -329,11 +317,8 @@ impl ProxyCore {
 
     /// Sends the CANCEL that waited for a provisional response (§9.1), if there is one.
     pub(super) fn send_pending_cancel(&mut self, now: Instant, id: TxnId, fork: usize) {
-        let pending = self
-            .table
-            .get(id)
-            .and_then(|ctx| ctx.forks.get(fork))
-            .is_some_and(|f| f.cancel_pending && f.cancel.is_none());
+        let pending =
+            fork_ref(&self.table, id, fork).is_some_and(|f| f.cancel_pending && f.cancel.is_none());
         if pending {
             self.send_cancel(now, id, fork);
         }
@@ -391,7 +376,7 @@ impl ProxyCore {
                 }
                 Action::SendAck => {
                     let Some(response) = response else { continue };
-                    let Some(f) = self.table.get(id).and_then(|ctx| ctx.forks.get(fork)) else {
+                    let Some(f) = fork_ref(&self.table, id, fork) else {
                         return;
                     };
                     let mut scratch = std::mem::take(&mut self.scratch);
@@ -427,7 +412,7 @@ impl ProxyCore {
     pub(super) fn apply_cancel(&mut self, now: Instant, id: TxnId, fork: usize, actions: Actions) {
         for action in actions {
             if action == Action::SendRequest {
-                let Some(f) = self.table.get(id).and_then(|ctx| ctx.forks.get(fork)) else {
+                let Some(f) = fork_ref(&self.table, id, fork) else {
                     return;
                 };
                 let path = (f.protocol, Socket::Own);
