@@ -12,32 +12,10 @@ use std::rc::Rc;
 use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt, StreamExt};
 use ims::registrar::AorState;
+pub(crate) use ims::sproutlet::{StoreFailure, Versioned};
 
 use super::embedded::EmbeddedStore;
 use super::memcached::MemcachedStore;
-
-/// An AoR's state and the version a compare-and-swap must quote (0: absent), with the
-/// replica it was read from (memcached; always 0 for the embedded store).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Versioned {
-    pub(crate) state: AorState,
-    pub(crate) version: u64,
-    pub(crate) replica: u8,
-}
-
-/// Why the store could not answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreFailure {
-    /// The owner core holds as many AoRs as it may.
-    #[error("registration store full on core {0}")]
-    Full(usize),
-    /// The owner core's channel is gone (it stopped).
-    #[error("registration store owner core {0} is not answering")]
-    OwnerGone(usize),
-    /// No replica of the AoR could be reached.
-    #[error("registration store unavailable: {0}")]
-    Unavailable(String),
-}
 
 /// What expired in one AoR, as stored afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
