@@ -63,6 +63,15 @@ pub(crate) fn run_command(command: SproutCommand) -> ExitCode {
     code
 }
 
+/// `--udp-io` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UdpIoArg {
+    /// recvmmsg/sendmmsg.
+    Batched,
+    /// io_uring.
+    Uring,
+}
+
 /// Options of the SIP engine.
 #[derive(Args, Debug)]
 pub(crate) struct SproutArgs {
@@ -93,6 +102,11 @@ pub(crate) struct SproutArgs {
     /// load costs CPU).
     #[arg(long, default_value_t = 0, env = "WW_SPIN_US")]
     spin_us: u64,
+    /// How UDP datagrams move: `batched` (recvmmsg/sendmmsg and a poll(2) idle wait) or
+    /// `uring` (each core's own io_uring: receives kept armed, sends and re-arms submitted
+    /// in one enter per loop turn).
+    #[arg(long, value_enum, default_value_t = UdpIoArg::Batched, env = "WW_UDP_IO")]
+    udp_io: UdpIoArg,
     /// RFC 3261 T1 in milliseconds.
     #[arg(long, default_value_t = 500, env = "WW_T1_MS")]
     t1_ms: u64,
@@ -142,6 +156,10 @@ pub(crate) fn run(args: SproutArgs, scscf: Option<ScscfConfig>) -> ExitCode {
     config.timers.t4 = Duration::from_millis(args.t4_ms);
     config.metrics = Some(args.metrics);
     config.spin_before_park = Duration::from_micros(args.spin_us);
+    config.udp_io = match args.udp_io {
+        UdpIoArg::Batched => engine::UdpIo::Batched,
+        UdpIoArg::Uring => engine::UdpIo::Uring,
+    };
     config.overload.target_latency = Duration::from_millis(args.target_latency_ms);
     config.overload.max_rate = f64::from(args.max_admission_rate);
     let role = scscf.as_ref().map_or_else(

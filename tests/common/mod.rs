@@ -73,12 +73,18 @@ pub(crate) struct Proxy {
 
 /// Starts the proxy on one core and waits until its metrics endpoint answers.
 pub(crate) fn start_proxy() -> Proxy {
+    start_proxy_with(&[])
+}
+
+/// [`start_proxy`] with more options.
+pub(crate) fn start_proxy_with(extra: &[&str]) -> Proxy {
     let port = free_udp_ports(1);
     let listen: SocketAddr = ([127, 0, 0, 1], port).into();
     let metrics: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
     let child = Command::new(env!("CARGO_BIN_EXE_whitewater"))
         .args(["sprout", "--listen", &listen.to_string(), "--cores", "0"])
         .args(["--metrics", &metrics.to_string()])
+        .args(extra)
         .stdin(Stdio::null())
         .spawn()
         .expect("start whitewater");

@@ -6,7 +6,8 @@
 //! and its own port (listening port + 1 + core index), which it writes in the Via of every
 //! request it forwards: responses come back to the core that holds the transaction. Each
 //! core runs a [`proxy::ProxyCore`] with its own transaction table and timer wheel; no lock
-//! or queue is shared between cores. UDP moves in batches through `recvmmsg`/`sendmmsg`.
+//! or queue is shared between cores. UDP moves in batches through `recvmmsg`/`sendmmsg`, or on
+//! each core's own io_uring (`UdpIo::Uring`).
 //! Counters are summed over cores when `/metrics` is scraped.
 
 mod cores;
@@ -15,6 +16,7 @@ pub mod scscf;
 mod shard;
 mod tcp;
 pub mod udp;
+mod uring;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use std::time::Duration;
 pub use cores::{BadCoreList, parse_core_list};
 use glommio::{LocalExecutorBuilder, Placement};
 use proxy::ProxyConfig;
+pub use shard::UdpIo;
 use txn::TimerConfig;
 
 /// Everything the engine is started with.
@@ -49,6 +52,8 @@ pub struct EngineConfig {
     /// The S-CSCF (registrar, authentication, terminating routing); `None` runs the plain
     /// proxy of the benchmark mode.
     pub scscf: Option<scscf::ScscfConfig>,
+    /// How datagrams move.
+    pub udp_io: UdpIo,
 }
 
 impl EngineConfig {
@@ -65,6 +70,7 @@ impl EngineConfig {
             metrics: None,
             spin_before_park: Duration::ZERO,
             scscf: None,
+            udp_io: UdpIo::default(),
         }
     }
 }
@@ -83,6 +89,9 @@ pub enum EngineError {
     /// No cores were given.
     #[error("no cores to run on")]
     NoCores,
+    /// `--udp-io uring` on a kernel (or sandbox) that refuses io_uring.
+    #[error("io_uring is not available for UDP: {0}")]
+    Uring(std::io::Error),
     /// An executor failed to start or stopped with an error.
     #[error("core {core}: {message}")]
     Executor {
@@ -105,6 +114,9 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Result<Self, EngineError> {
         if config.cores.is_empty() {
             return Err(EngineError::NoCores);
+        }
+        if config.udp_io == UdpIo::Uring {
+            io_uring::IoUring::new(8).map_err(EngineError::Uring)?;
         }
         let registry = metrics::Registry::new(config.cores.len());
         let cores = u16::try_from(config.cores.len()).map_err(|_| EngineError::NoCores)?;
@@ -144,6 +156,7 @@ impl Engine {
             None => ((0..bound.len()).map(|_| None).collect(), None),
         };
         let mut handles = Vec::with_capacity(bound.len());
+        let udp_io = config.udp_io;
         for (index, cpu, proxy, sockets) in bound {
             let setup = setups[index].take();
             let registry = registry.clone();
@@ -153,7 +166,7 @@ impl Engine {
                 builder = builder.spin_before_park(config.spin_before_park);
             }
             let handle = builder
-                .spawn(move || shard::run(index, proxy, sockets, registry, setup))
+                .spawn(move || shard::run(index, proxy, sockets, registry, setup, udp_io))
                 .map_err(|e| EngineError::Executor {
                     core: cpu,
                     message: e.to_string(),

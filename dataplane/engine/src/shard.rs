@@ -18,11 +18,12 @@ use crate::metrics::{CoreSnapshot, Registry};
 use crate::scscf::{self, ScscfCore};
 use crate::tcp::{self, Connections};
 use crate::udp::{self, RecvBatch, SendBatch};
+use crate::uring::UringUdp;
 
 /// How often a core publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// How often a core runs its due transaction timers (the wheel's tick).
-const TICK: Duration = Duration::from_millis(10);
+pub(crate) const TICK: Duration = Duration::from_millis(10);
 
 /// Sockets made before the executor starts, so a bind error stops start-up cleanly.
 pub(crate) struct ShardSockets {
@@ -61,16 +62,72 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<RawSocket> {
     Ok(socket)
 }
 
+/// How a core moves its datagrams (`--udp-io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdpIo {
+    /// `recvmmsg`/`sendmmsg`, 32 per call, and a poll(2) idle wait.
+    #[default]
+    Batched,
+    /// The core's own io_uring: receives kept armed, sends and re-arms submitted in one
+    /// enter per loop turn, which also waits when idle.
+    Uring,
+}
+
+/// A core's datagram path.
+pub(crate) enum UdpPath {
+    Batched {
+        to_shared: SendBatch,
+        to_own: SendBatch,
+        fds: [RawFd; 2],
+    },
+    Uring(Box<UringUdp>),
+}
+
+impl UdpPath {
+    fn queue(&mut self, socket: Socket, to: SocketAddr, datagram: &[u8]) {
+        match (self, socket) {
+            (Self::Batched { to_shared, .. }, Socket::Shared) => to_shared.push(to, datagram),
+            (Self::Batched { to_own, .. }, Socket::Own) => to_own.push(to, datagram),
+            (Self::Uring(ring), Socket::Shared) => ring.send(0, to, datagram),
+            (Self::Uring(ring), Socket::Own) => ring.send(1, to, datagram),
+        }
+    }
+
+    /// The core's ring, on the io_uring path.
+    pub(crate) fn uring(&mut self) -> Option<&mut UringUdp> {
+        match self {
+            Self::Uring(ring) => Some(ring),
+            Self::Batched { .. } => None,
+        }
+    }
+
+    /// Sends what is queued; the datagrams refused so far.
+    fn flush(&mut self) -> u64 {
+        match self {
+            Self::Batched {
+                to_shared,
+                to_own,
+                fds,
+            } => {
+                let failed = to_shared.flush(fds[0], |_, _| {}).failed
+                    + to_own.flush(fds[1], |_, _| {}).failed;
+                failed as u64
+            }
+            Self::Uring(ring) => {
+                ring.submit();
+                ring.take_send_errors()
+            }
+        }
+    }
+}
+
 /// A core's state, shared by its UDP loop and its TCP tasks (all on one thread).
 pub(crate) struct Shard {
     pub(crate) core: ProxyCore,
     pub(crate) connections: Connections,
     pub(crate) tcp_framing_errors: u64,
-    to_shared: SendBatch,
-    to_own: SendBatch,
-    shared_fd: RawFd,
-    own_fd: RawFd,
-    send_errors: u64,
+    pub(crate) udp: UdpPath,
+    pub(crate) send_errors: u64,
     /// Connections registered while routing, opened once the shard is released.
     tcp_opened: Vec<tcp::NewConnection>,
     /// Transactions whose TCP message could not be queued.
@@ -98,8 +155,7 @@ impl Shard {
                 let s = &mut *guard;
                 for (t, bytes) in s.core.transmits() {
                     match (t.protocol, t.socket) {
-                        (Protocol::Udp, Socket::Shared) => s.to_shared.push(t.to, bytes),
-                        (Protocol::Udp, Socket::Own) => s.to_own.push(t.to, bytes),
+                        (Protocol::Udp, socket) => s.udp.queue(socket, t.to, bytes),
                         (Protocol::Tcp, _) => match s.connections.queue(t.to, bytes, t.client) {
                             Ok(None) => {}
                             Ok(Some(opened)) => s.tcp_opened.push(opened),
@@ -108,9 +164,7 @@ impl Shard {
                     }
                 }
                 s.core.clear_transmits();
-                let failed = s.to_shared.flush(s.shared_fd, |_, _| {}).failed
-                    + s.to_own.flush(s.own_fd, |_, _| {}).failed;
-                s.send_errors += failed as u64;
+                s.send_errors += s.udp.flush();
                 (
                     std::mem::take(&mut s.tcp_opened),
                     std::mem::take(&mut s.tcp_failed),
@@ -135,19 +189,16 @@ impl Shard {
     }
 }
 
-/// Runs one core until the process ends: one loop drains both UDP sockets in batches,
+/// Runs one core until the process ends: one loop moves the UDP datagrams in batches,
 /// runs due timers and publishes counters; the TCP accept loop and a task pair per
 /// connection run beside it on the same executor, sharing the core's state.
-///
-/// When the core has no TCP connection and no S-CSCF, the loop waits for its sockets with
-/// one poll(2) that also watches the TCP listener; glommio's waits (an io_uring submission
-/// and allocations per wait) are used only while other tasks need the executor.
 pub(crate) async fn run(
     index: usize,
     config: ProxyConfig,
     sockets: ShardSockets,
     registry: Registry,
     scscf: Option<scscf::CoreSetup>,
+    udp_io: UdpIo,
 ) {
     let ShardSockets {
         shared,
@@ -166,14 +217,31 @@ pub(crate) async fn run(
         }
         None => ProxyCore::new(config, Instant::now()),
     };
+    let fds = [shared.as_raw_fd(), own.as_raw_fd()];
+    let udp = match udp_io {
+        UdpIo::Batched => UdpPath::Batched {
+            to_shared: SendBatch::new(),
+            to_own: SendBatch::new(),
+            fds,
+        },
+        UdpIo::Uring => {
+            // The ring waits in the kernel for each socket; the sockets themselves block.
+            let ring = shared
+                .set_nonblocking(false)
+                .and_then(|()| own.set_nonblocking(false))
+                .and_then(|()| UringUdp::new(fds));
+            match ring {
+                Ok(ring) => UdpPath::Uring(Box::new(ring)),
+                // Engine::start probed io_uring before starting any core.
+                Err(e) => panic!("core {index}: io_uring for UDP: {e}"),
+            }
+        }
+    };
     let shard = Rc::new(RefCell::new(Shard {
         core,
         connections: Connections::default(),
         tcp_framing_errors: 0,
-        to_shared: SendBatch::new(),
-        to_own: SendBatch::new(),
-        shared_fd: shared.as_raw_fd(),
-        own_fd: own.as_raw_fd(),
+        udp,
         send_errors: 0,
         tcp_opened: Vec::new(),
         tcp_failed: Vec::new(),
@@ -181,10 +249,45 @@ pub(crate) async fn run(
         deferred: Vec::new(),
     }));
     glommio::spawn_local(tcp::accept_loop(listener, Rc::clone(&shard))).detach();
-    let shared_wait = waiter(&shared);
-    let own_wait = waiter(&own);
+    let publisher = Publisher::new(index, registry);
+    match udp_io {
+        UdpIo::Batched => batched_loop(&shard, [&shared, &own], listener_fd, publisher).await,
+        UdpIo::Uring => crate::uring::run_loop(&shard, listener_fd, publisher).await,
+    }
+}
+
+/// Whether tasks other than the UDP loop need the executor to run: TCP connections, and
+/// the S-CSCF's request tasks and its share of the registration store (which other cores
+/// message).
+pub(crate) fn tasks_need_executor(shard: &Rc<RefCell<Shard>>) -> bool {
+    let s = shard.borrow();
+    s.connections.len() > 0 || s.scscf.is_some()
+}
+
+/// Runs the core's timers when their tick is due and publishes its counters.
+pub(crate) fn tick(shard: &Rc<RefCell<Shard>>, publisher: &mut Publisher, next_tick: &mut Instant) {
+    let now = Instant::now();
+    if now >= *next_tick {
+        shard.borrow_mut().core.on_timers(now);
+        publisher.maybe_publish(now, &shard.borrow());
+        *next_tick = now + TICK;
+    }
+}
+
+/// The `recvmmsg`/`sendmmsg` loop.
+///
+/// When the core has no TCP connection and no S-CSCF, the loop waits for its sockets with
+/// one poll(2) that also watches the TCP listener; glommio's waits (an io_uring submission
+/// and allocations per wait) are used only while other tasks need the executor.
+async fn batched_loop(
+    shard: &Rc<RefCell<Shard>>,
+    [shared, own]: [&RawSocket; 2],
+    listener_fd: RawFd,
+    mut publisher: Publisher,
+) {
+    let shared_wait = waiter(shared);
+    let own_wait = waiter(own);
     let mut batch = RecvBatch::new();
-    let mut publisher = Publisher::new(index, registry);
     let mut next_tick = Instant::now() + TICK;
     let mut accept_pending = false;
     // Which sockets to read: both after a glommio wait, those poll(2) flagged after a poll,
@@ -192,31 +295,20 @@ pub(crate) async fn run(
     let mut ready = [true, true];
     loop {
         let mut full = [false, false];
-        for (i, socket) in [&shared, &own].into_iter().enumerate() {
+        for (i, socket) in [shared, own].into_iter().enumerate() {
             if ready[i] {
-                full[i] = drain(socket, &mut batch, &shard) == udp::BATCH;
+                full[i] = drain(socket, &mut batch, shard) == udp::BATCH;
             }
         }
-        let now = Instant::now();
-        if now >= next_tick {
-            shard.borrow_mut().core.on_timers(now);
-            publisher.maybe_publish(now, &shard.borrow());
-            next_tick = now + TICK;
-        }
-        Shard::route(&shard);
+        tick(shard, &mut publisher, &mut next_tick);
+        Shard::route(shard);
         if full.contains(&true) {
             ready = full;
             glommio::yield_if_needed().await;
             continue;
         }
-        let idle = next_tick.saturating_duration_since(now);
-        let tasks_need_executor = {
-            let s = shard.borrow();
-            // The S-CSCF's lookup tasks and its share of the registration store (which
-            // other cores message) run on the executor too.
-            s.connections.len() > 0 || s.scscf.is_some()
-        };
-        if accept_pending || tasks_need_executor {
+        let idle = next_tick.saturating_duration_since(Instant::now());
+        if accept_pending || tasks_need_executor(shard) {
             // Other tasks need the executor: wait through glommio so they run meanwhile.
             accept_pending = false;
             let mut peek_shared = [0u8; 1];
@@ -256,20 +348,24 @@ fn drain(socket: &RawSocket, batch: &mut RecvBatch, shard: &Rc<RefCell<Shard>>) 
     let wall = SystemTime::now();
     let mut s = shard.borrow_mut();
     for (from, stamp, datagram) in batch.datagrams() {
-        // The kernel's arrival stamp is wall-clock time; carry the wait over to the
-        // monotonic clock the proxy runs on.
-        let waited = stamp
-            .and_then(|t| wall.duration_since(t).ok())
-            .unwrap_or_default();
-        let arrived = now.checked_sub(waited).unwrap_or(now);
+        let arrived = arrival(now, wall, stamp);
         s.core
             .on_message(now, arrived, from, Protocol::Udp, datagram);
     }
     received
 }
 
+/// When a datagram arrived on the monotonic clock the proxy runs on: the kernel's stamp
+/// is wall-clock time, so the wait is carried over.
+pub(crate) fn arrival(now: Instant, wall: SystemTime, stamp: Option<SystemTime>) -> Instant {
+    let waited = stamp
+        .and_then(|t| wall.duration_since(t).ok())
+        .unwrap_or_default();
+    now.checked_sub(waited).unwrap_or(now)
+}
+
 /// Publishes a core's counters into its metrics slot a few times a second.
-struct Publisher {
+pub(crate) struct Publisher {
     index: usize,
     registry: Registry,
     snapshot: CoreSnapshot,

@@ -194,7 +194,7 @@ impl Default for RecvBatch {
     }
 }
 
-fn receive_timestamp(hdr: &libc::msghdr) -> Option<SystemTime> {
+pub(crate) fn receive_timestamp(hdr: &libc::msghdr) -> Option<SystemTime> {
     // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed cmsgs into the buffer
     // `hdr` points at; the CMSG_* macros stay inside it.
     unsafe {
@@ -215,7 +215,10 @@ fn receive_timestamp(hdr: &libc::msghdr) -> Option<SystemTime> {
     None
 }
 
-fn to_socket_addr(addr: *const libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+pub(crate) fn to_socket_addr(
+    addr: *const libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
     // SAFETY: `addr` points at a sockaddr_storage the kernel filled with `len` bytes.
     unsafe {
         match i32::from((*addr).ss_family) {
