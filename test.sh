@@ -51,6 +51,9 @@ step "tuning scripts"
 tuning/test.sh
 step "tests (unit, integration, property, SIPp, benches in test mode)"
 cargo test --workspace --all-targets --locked
+step "the SIP suites again with every core's UDP on its own io_uring (--udp-io uring)"
+WW_UDP_IO=uring cargo test --locked --test proxy_sipp --test proxy_torture --test proxy_tcp \
+  --test scscf_register --test scscf_regevent --test scscf_originating --test scscf_aka
 step "doc tests"
 cargo test --workspace --doc --locked
 echo "test.sh: all checks passed"

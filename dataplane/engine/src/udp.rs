@@ -194,7 +194,7 @@ impl Default for RecvBatch {
     }
 }
 
-pub(crate) fn receive_timestamp(hdr: &libc::msghdr) -> Option<SystemTime> {
+fn receive_timestamp(hdr: &libc::msghdr) -> Option<SystemTime> {
     // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed cmsgs into the buffer
     // `hdr` points at; the CMSG_* macros stay inside it.
     unsafe {

@@ -1,8 +1,8 @@
-//! The UDP fast path on a core's own io_uring (`--udp-io uring`): receives stay armed in
-//! the kernel (a fixed set of `recvmsg` operations per socket, each re-armed as soon as its
-//! datagram is handed to the proxy), sends are queued as `sendmsg` operations, and one
-//! `io_uring_enter` submits every re-arm and send of a loop turn and, when the core is
-//! idle, waits for the next completion or the next timer tick.
+//! The UDP fast path on a core's own io_uring (`--udp-io uring`): one multishot `recvmsg`
+//! stays armed on each socket and fills buffers the core provides through a buffer ring
+//! (each datagram a completion, nothing to re-arm per datagram), sends are queued as
+//! `sendmsg` operations, and one `io_uring_enter` submits every send of a loop turn and,
+//! when the core is idle, waits for the next completion or the next timer tick.
 //!
 //! glommio has a ring of its own, which a core's TCP connections and S-CSCF tasks need;
 //! this ring is separate so that the UDP path is batched and allocation-free (glommio's
@@ -30,32 +30,83 @@ use proxy::Protocol;
 use socket2::SockAddr;
 
 use crate::shard::{Publisher, Shard, TICK, arrival, tasks_need_executor, tick};
-use crate::udp::{MAX_DATAGRAM, receive_timestamp, to_socket_addr};
+use crate::udp::{MAX_DATAGRAM, to_socket_addr};
 
-/// Receives kept armed on each socket: the most datagrams one loop turn takes from it.
-pub(crate) const RECVS_PER_SOCKET: usize = 16;
+/// Receive buffers in the provided-buffer ring, shared by both sockets: the most datagrams
+/// waiting to be handed to the proxy at once (more wait in the socket).
+const RECV_BUFFERS: u16 = 32;
+/// The buffer group of the receive buffers.
+const BUFFER_GROUP: u16 = 0;
 /// Sends in flight at once; beyond them a send waits for completions.
 const SEND_SLOTS: usize = 256;
-/// Submission queue entries: every armed receive and send, and the listener's poll.
+/// Submission queue entries: the receives, every send, and the listener's poll.
 const RING_ENTRIES: u32 = 512;
 
-/// What a completion's `user_data` stands for: the kind in the top byte, the slot below.
+/// What a completion's `user_data` stands for: the kind in the top byte, the socket or
+/// slot below.
 const KIND_RECV: u64 = 1 << 56;
 const KIND_SEND: u64 = 2 << 56;
 const KIND_POLL: u64 = 3 << 56;
 const SLOT_MASK: u64 = (1 << 56) - 1;
 
-/// Room for one SCM_TIMESTAMPNS control message, 8-byte aligned as cmsg requires.
-type Control = [u64; 8];
+/// Room for one SCM_TIMESTAMPNS control message.
+const CONTROL_LEN: usize = 64;
+/// Each receive buffer: the kernel's `io_uring_recvmsg_out`, the source address, the
+/// control messages, the datagram.
+const NAME_LEN: usize = size_of::<libc::sockaddr_storage>();
+const RECV_BUFFER: usize = 16 + NAME_LEN + CONTROL_LEN + MAX_DATAGRAM;
 
-/// One armed receive: the header the kernel fills and what it points at. Slots live in a
-/// boxed slice that is never resized, so the pointers stay valid while the kernel holds
-/// them.
-struct RecvSlot {
-    header: libc::msghdr,
-    iov: libc::iovec,
-    addr: MaybeUninit<libc::sockaddr_storage>,
-    control: Control,
+/// The buffer ring the kernel takes receive buffers from: `RECV_BUFFERS` entries of
+/// `io_uring_buf` (address, length, id), page-aligned, the tail in the first entry's last
+/// two bytes.
+struct BufferRing {
+    entries: *mut u8,
+    layout: std::alloc::Layout,
+    tail: u16,
+}
+
+impl BufferRing {
+    fn new() -> io::Result<Self> {
+        let layout = std::alloc::Layout::from_size_align(usize::from(RECV_BUFFERS) * 16, 4096)
+            .map_err(io::Error::other)?;
+        // SAFETY: a non-zero size; zeroed memory is a valid empty ring.
+        let entries = unsafe { std::alloc::alloc_zeroed(layout) };
+        if entries.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        Ok(Self {
+            entries,
+            layout,
+            tail: 0,
+        })
+    }
+
+    /// Hands buffer `id` (at `addr`) back to the kernel.
+    fn provide(&mut self, id: u16, addr: *mut u8) {
+        let index = usize::from(self.tail & (RECV_BUFFERS - 1));
+        // SAFETY: `index` is inside the ring; each entry is 16 bytes: u64 addr, u32 len,
+        // u16 bid, u16 resv (the first entry's resv is the tail, written below).
+        unsafe {
+            let entry = self.entries.add(index * 16);
+            entry.cast::<u64>().write(addr as u64);
+            entry.add(8).cast::<u32>().write(RECV_BUFFER as u32);
+            entry.add(12).cast::<u16>().write(id);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail is a u16 at byte 14 of the page-aligned ring, which the kernel
+        // reads with acquire ordering.
+        unsafe {
+            let tail = &*self.entries.add(14).cast::<std::sync::atomic::AtomicU16>();
+            tail.store(self.tail, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+impl Drop for BufferRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.entries, self.layout) };
+    }
 }
 
 /// One send in flight.
@@ -69,17 +120,23 @@ struct SendSlot {
 /// A receive that completed, waiting to be handed to the proxy.
 #[derive(Debug, Clone, Copy)]
 struct Received {
-    slot: usize,
-    /// Bytes received, or the negated errno.
-    result: i32,
+    /// The buffer it filled.
+    buffer: u16,
+    /// Bytes the kernel wrote into it.
+    len: usize,
 }
 
 /// A core's UDP sockets on its own ring.
 pub(crate) struct UringUdp {
     ring: IoUring,
     sockets: [RawFd; 2],
-    recv: Box<[RecvSlot]>,
+    /// The receive template (only the name and control lengths matter to the kernel).
+    template: Box<libc::msghdr>,
     buffers: Box<[u8]>,
+    buffer_ring: BufferRing,
+    /// A socket whose multishot receive ended (no buffer was free, say) and must be armed
+    /// again.
+    rearm: [bool; 2],
     received: VecDeque<Received>,
     send: Box<[SendSlot]>,
     free_sends: Vec<usize>,
@@ -98,7 +155,12 @@ impl UringUdp {
     /// A ring for the two sockets of a core (shared and own), with every receive armed.
     /// The sockets must be blocking: the ring waits in the kernel, not the socket.
     pub(crate) fn new(sockets: [RawFd; 2]) -> io::Result<Self> {
-        let ring = IoUring::builder().build(RING_ENTRIES)?;
+        // Completions never interrupt the core: it takes them when it enters a ring next
+        // (its own, or glommio's when it sleeps there).
+        let ring = IoUring::builder()
+            .setup_coop_taskrun()
+            .setup_single_issuer()
+            .build(RING_ENTRIES)?;
         // SAFETY: eventfd(2) with valid flags; the descriptor is owned from here on.
         let eventfd = unsafe {
             let fd = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
@@ -108,20 +170,21 @@ impl UringUdp {
             OwnedFd::from_raw_fd(fd)
         };
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
-        let slots = sockets.len() * RECVS_PER_SOCKET;
-        let recv = (0..slots)
-            .map(|_| RecvSlot {
-                // SAFETY: an all-zero msghdr and iovec are valid (null pointers, zero
-                // lengths); they are filled in before each arm.
-                header: unsafe { std::mem::zeroed() },
-                iov: libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                },
-                addr: MaybeUninit::zeroed(),
-                control: [0; 8],
-            })
-            .collect();
+        // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+        let mut template: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        template.msg_namelen = NAME_LEN as libc::socklen_t;
+        template.msg_controllen = CONTROL_LEN;
+        let buffer_ring = BufferRing::new()?;
+        // SAFETY: the ring memory lives as long as `self` (it is unregistered with the ring
+        // at drop).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                buffer_ring.entries as u64,
+                RECV_BUFFERS,
+                BUFFER_GROUP,
+                0,
+            )?;
+        }
         let send = (0..SEND_SLOTS)
             .map(|_| SendSlot {
                 // SAFETY: as above.
@@ -137,9 +200,11 @@ impl UringUdp {
         let mut udp = Self {
             ring,
             sockets,
-            recv,
-            buffers: vec![0; slots * MAX_DATAGRAM].into_boxed_slice(),
-            received: VecDeque::with_capacity(slots),
+            template,
+            buffers: vec![0; usize::from(RECV_BUFFERS) * RECV_BUFFER].into_boxed_slice(),
+            buffer_ring,
+            rearm: [true, true],
+            received: VecDeque::with_capacity(usize::from(RECV_BUFFERS)),
             send,
             free_sends: (0..SEND_SLOTS).rev().collect(),
             send_errors: 0,
@@ -148,9 +213,10 @@ impl UringUdp {
             listener_ready: false,
             held: false,
         };
-        for slot in 0..slots {
-            udp.arm(slot)?;
+        for id in 0..RECV_BUFFERS {
+            udp.provide(id);
         }
+        udp.arm_receives()?;
         udp.ring.submit()?;
         Ok(udp)
     }
@@ -160,27 +226,30 @@ impl UringUdp {
         self.eventfd.as_raw_fd()
     }
 
-    /// Queues a receive into `slot` (submitted with the next enter).
-    fn arm(&mut self, slot: usize) -> io::Result<()> {
-        let socket = self.sockets[slot / RECVS_PER_SOCKET];
-        let buffer = self.buffers[slot * MAX_DATAGRAM..].as_mut_ptr();
-        let s = &mut self.recv[slot];
-        s.iov = libc::iovec {
-            iov_base: buffer.cast(),
-            iov_len: MAX_DATAGRAM,
-        };
-        s.control = [0; 8];
-        s.header.msg_name = s.addr.as_mut_ptr().cast();
-        s.header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        s.header.msg_iov = &raw mut s.iov;
-        s.header.msg_iovlen = 1;
-        s.header.msg_control = s.control.as_mut_ptr().cast();
-        s.header.msg_controllen = size_of::<Control>();
-        s.header.msg_flags = 0;
-        let entry = opcode::RecvMsg::new(types::Fd(socket), &raw mut s.header)
+    /// Gives receive buffer `id` to the kernel.
+    fn provide(&mut self, id: u16) {
+        let addr = self.buffers[usize::from(id) * RECV_BUFFER..].as_mut_ptr();
+        self.buffer_ring.provide(id, addr);
+    }
+
+    /// Arms the multishot receive of every socket that has none (submitted with the next
+    /// enter).
+    fn arm_receives(&mut self) -> io::Result<()> {
+        for socket in 0..self.sockets.len() {
+            if !self.rearm[socket] {
+                continue;
+            }
+            let entry = opcode::RecvMsgMulti::new(
+                types::Fd(self.sockets[socket]),
+                &raw const *self.template,
+                BUFFER_GROUP,
+            )
             .build()
-            .user_data(KIND_RECV | slot as u64);
-        self.push(&entry)
+            .user_data(KIND_RECV | socket as u64);
+            self.push(&entry)?;
+            self.rearm[socket] = false;
+        }
+        Ok(())
     }
 
     /// Pushes a submission, submitting what is queued first if the queue is full.
@@ -251,8 +320,8 @@ impl UringUdp {
 
     /// Submits what is queued and sleeps in the kernel until a completion arrives or
     /// `timeout` passes, watching `listener` for a waiting connection as well.
-    pub(crate) fn wait(&mut self, timeout: Duration, listener: RawFd) {
-        if !self.listener_polled {
+    pub(crate) fn wait(&mut self, timeout: Duration, listener: Option<RawFd>) {
+        if let (Some(listener), false) = (listener, self.listener_polled) {
             let entry = opcode::PollAdd::new(types::Fd(listener), libc::POLLIN as u32)
                 .build()
                 .user_data(KIND_POLL);
@@ -275,10 +344,20 @@ impl UringUdp {
             let data = cqe.user_data();
             let slot = (data & SLOT_MASK) as usize;
             match data & !SLOT_MASK {
-                KIND_RECV => self.received.push_back(Received {
-                    slot,
-                    result: cqe.result(),
-                }),
+                KIND_RECV => {
+                    let flags = cqe.flags();
+                    if let (Ok(len), Some(buffer)) = (
+                        usize::try_from(cqe.result()),
+                        io_uring::cqueue::buffer_select(flags),
+                    ) {
+                        self.received.push_back(Received { buffer, len });
+                    }
+                    // Without MORE the receive has ended (no free buffer, an error): it is
+                    // armed again once buffers are back.
+                    if !io_uring::cqueue::more(flags) {
+                        self.rearm[slot.min(1)] = true;
+                    }
+                }
                 KIND_SEND => {
                     if cqe.result() < 0 {
                         self.send_errors += 1;
@@ -287,40 +366,36 @@ impl UringUdp {
                 }
                 KIND_POLL => {
                     self.listener_polled = false;
-                    self.listener_ready = true;
+                    self.listener_ready = cqe.result() >= 0;
                 }
                 _ => {}
             }
         }
     }
 
-    /// Hands every received datagram to `deliver` (source, kernel arrival time, bytes)
-    /// and re-arms its receive; returns how many there were.
+    /// Hands every received datagram to `deliver` (source, kernel arrival time, bytes),
+    /// gives its buffer back, and re-arms a receive that ended; returns how many there
+    /// were.
     pub(crate) fn take_received(
         &mut self,
         mut deliver: impl FnMut(SocketAddr, Option<SystemTime>, &[u8]),
     ) -> usize {
         let mut count = 0;
-        while let Some(Received { slot, result }) = self.received.pop_front() {
-            if let Ok(len) = usize::try_from(result) {
-                let s = &self.recv[slot];
-                let from = to_socket_addr(s.addr.as_ptr(), s.header.msg_namelen);
-                let stamp = receive_timestamp(&s.header);
-                let start = slot * MAX_DATAGRAM;
-                if let Some(from) = from {
-                    deliver(
-                        from,
-                        stamp,
-                        &self.buffers[start..start + len.min(MAX_DATAGRAM)],
-                    );
+        while let Some(Received { buffer, len }) = self.received.pop_front() {
+            let start = usize::from(buffer) * RECV_BUFFER;
+            let filled = &self.buffers[start..start + len.min(RECV_BUFFER)];
+            if let Ok(out) = types::RecvMsgOut::parse(filled, &self.template) {
+                let from = source(out.name_data(), out.incoming_name_len());
+                // A datagram cut short by the buffer is not a SIP message: dropped.
+                if let (Some(from), false) = (from, out.is_payload_truncated()) {
+                    deliver(from, timestamp(out.control_data()), out.payload_data());
                     count += 1;
                 }
             }
-            // A failed receive (an ICMP error reported on the socket, say) is re-armed
-            // like any other.
-            if self.arm(slot).is_err() {
-                self.send_errors += 1;
-            }
+            self.provide(buffer);
+        }
+        if self.rearm.contains(&true) && self.arm_receives().is_err() {
+            self.send_errors += 1;
         }
         count
     }
@@ -355,7 +430,46 @@ impl Drop for UringUdp {
         if unsafe { self.ring.submission().push(&cancel) }.is_ok() {
             let _ = self.ring.submit_and_wait(1);
         }
+        let _ = self.ring.submitter().unregister_buf_ring(BUFFER_GROUP);
     }
+}
+
+/// The source address the kernel wrote into a receive buffer.
+fn source(name: &[u8], len: u32) -> Option<SocketAddr> {
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let copied = name.len().min(NAME_LEN);
+    // SAFETY: at most NAME_LEN bytes into a zeroed sockaddr_storage of that size.
+    unsafe {
+        std::ptr::copy_nonoverlapping(name.as_ptr(), storage.as_mut_ptr().cast(), copied);
+    }
+    to_socket_addr(storage.as_ptr(), len as libc::socklen_t)
+}
+
+/// The arrival time in an SCM_TIMESTAMPNS control message, if the kernel wrote one.
+fn timestamp(control: &[u8]) -> Option<SystemTime> {
+    let header = size_of::<libc::cmsghdr>();
+    if control.len() < header + size_of::<libc::timespec>() {
+        return None;
+    }
+    // SAFETY: both reads are inside `control`, checked above; unaligned reads.
+    let (cmsg, ts) = unsafe {
+        (
+            control.as_ptr().cast::<libc::cmsghdr>().read_unaligned(),
+            control
+                .as_ptr()
+                .add(header)
+                .cast::<libc::timespec>()
+                .read_unaligned(),
+        )
+    };
+    if cmsg.cmsg_level != libc::SOL_SOCKET || cmsg.cmsg_type != libc::SCM_TIMESTAMPNS {
+        return None;
+    }
+    let since = Duration::new(
+        u64::try_from(ts.tv_sec).ok()?,
+        u32::try_from(ts.tv_nsec).ok()?,
+    );
+    std::time::UNIX_EPOCH.checked_add(since)
 }
 
 /// The io_uring loop of a core: hand every completed receive to the proxy, run timers,
@@ -425,7 +539,7 @@ pub(crate) async fn run_loop(
             };
             future::or(rung, tick).await;
         } else {
-            with_ring(shard, |ring| ring.wait(idle, listener));
+            with_ring(shard, |ring| ring.wait(idle, Some(listener)));
         }
     }
 }
@@ -435,5 +549,112 @@ fn with_ring<T>(shard: &Rc<RefCell<Shard>>, f: impl FnOnce(&mut UringUdp) -> T) 
     match s.udp.uring() {
         Some(ring) => f(ring),
         None => unreachable!("the io_uring loop runs only on a core with a ring"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    fn bound() -> socket2::Socket {
+        let socket = crate::udp::bind(([127, 0, 0, 1], 0).into(), false, 1 << 20).expect("bind");
+        socket.set_nonblocking(false).expect("blocking");
+        socket
+    }
+
+    fn address(socket: &socket2::Socket) -> SocketAddr {
+        socket.local_addr().unwrap().as_socket().unwrap()
+    }
+
+    /// Receives until `want` datagrams arrived (or a second passed).
+    fn receive(ring: &mut UringUdp, want: usize) -> Vec<(SocketAddr, Option<SystemTime>, Vec<u8>)> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while got.len() < want && Instant::now() < deadline {
+            ring.wait(Duration::from_millis(50), None);
+            ring.reap();
+            ring.take_received(|from, stamp, bytes| got.push((from, stamp, bytes.to_vec())));
+        }
+        got
+    }
+
+    #[test]
+    fn datagrams_arrive_in_order_with_source_and_kernel_timestamp_on_both_sockets() {
+        let (shared, own) = (bound(), bound());
+        let mut ring = UringUdp::new([shared.as_raw_fd(), own.as_raw_fd()]).expect("io_uring");
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sent_at = SystemTime::now();
+        for i in 0..100 {
+            let to = if i % 2 == 0 {
+                address(&shared)
+            } else {
+                address(&own)
+            };
+            peer.send_to(format!("datagram {i}").as_bytes(), to)
+                .unwrap();
+        }
+        let got = receive(&mut ring, 100);
+        assert_eq!(got.len(), 100);
+        // Each socket's datagrams come in the order they were sent.
+        let numbers = |parity: usize| -> Vec<usize> {
+            got.iter()
+                .filter_map(|(_, _, b)| {
+                    std::str::from_utf8(b)
+                        .ok()?
+                        .strip_prefix("datagram ")?
+                        .parse()
+                        .ok()
+                })
+                .filter(|i: &usize| i % 2 == parity)
+                .collect()
+        };
+        assert_eq!(numbers(0), (0..100).step_by(2).collect::<Vec<_>>());
+        assert_eq!(numbers(1), (1..100).step_by(2).collect::<Vec<_>>());
+        for (from, stamp, _) in &got {
+            assert_eq!(*from, peer.local_addr().unwrap());
+            let stamp = stamp.expect("SO_TIMESTAMPNS");
+            assert!(stamp >= sent_at - Duration::from_secs(1), "{stamp:?}");
+        }
+    }
+
+    #[test]
+    fn more_datagrams_than_buffers_all_arrive_as_buffers_come_back() {
+        let (shared, own) = (bound(), bound());
+        let mut ring = UringUdp::new([shared.as_raw_fd(), own.as_raw_fd()]).expect("io_uring");
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let count = usize::from(RECV_BUFFERS) * 4;
+        for i in 0..count {
+            peer.send_to(&(i as u32).to_be_bytes(), address(&shared))
+                .unwrap();
+        }
+        let got = receive(&mut ring, count);
+        let order: Vec<u32> = got
+            .iter()
+            .map(|(_, _, b)| u32::from_be_bytes(b.as_slice().try_into().unwrap()))
+            .collect();
+        assert_eq!(order, (0..count as u32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn sends_leave_from_the_chosen_socket() {
+        let (shared, own) = (bound(), bound());
+        let mut ring = UringUdp::new([shared.as_raw_fd(), own.as_raw_fd()]).expect("io_uring");
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let to = peer.local_addr().unwrap();
+        ring.send(0, to, b"from shared");
+        ring.send(1, to, b"from own");
+        ring.submit();
+        let mut buf = [0u8; 64];
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"from shared"[..], address(&shared)));
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"from own"[..], address(&own)));
+        ring.reap();
+        assert_eq!(ring.take_send_errors(), 0);
+        assert_eq!(ring.free_sends.len(), SEND_SLOTS);
     }
 }
