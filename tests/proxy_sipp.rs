@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Calls, calls_through, column, metric, scrape_until, start_proxy};
+use common::{Calls, assert_calls_clean, calls_through, column, metric, scrape_until, start_proxy};
 
 #[test]
 fn two_thousand_calls_over_udp_complete_without_failure() {
@@ -42,8 +42,8 @@ fn two_thousand_calls_over_tcp_complete_without_failure() {
         ..Calls::plain(2000, 200)
     };
     let stats = calls_through(proxy.listen, &run);
-    assert_clean("uac", &stats.uac, 2000);
-    assert_clean("uas", &stats.uas, 2000);
+    assert_calls_clean("uac", &stats.uac, 2000);
+    assert_calls_clean("uas", &stats.uas, 2000);
     let text = scrape_until(proxy.metrics, "2,000 BYEs", |t| {
         metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 2000
     });
@@ -65,20 +65,6 @@ fn calls_complete_through_retransmissions_when_packets_are_lost() {
     assert_eq!(column(&stats, "FailedCall(C)"), 0);
 }
 
-/// No call of either side failed, met an unexpected message, or needed a retransmission
-/// (loopback loses nothing, so a retransmission means a message went missing in the proxy).
-fn assert_clean(side: &str, stats: &str, calls: u64) {
-    for (name, want) in [
-        ("SuccessfulCall(C)", calls),
-        ("FailedCall(C)", 0),
-        ("FailedUnexpectedMessage(C)", 0),
-        ("OutOfCallMsgs(C)", 0),
-        ("Retransmissions(C)", 0),
-    ] {
-        assert_eq!(column(stats, name), want, "{side} {name}:\n{stats}");
-    }
-}
-
 #[test]
 fn two_hundred_calls_cancelled_while_ringing() {
     let proxy = start_proxy();
@@ -91,8 +77,8 @@ fn two_hundred_calls_cancelled_while_ringing() {
         ..Calls::plain(200, 100)
     };
     let stats = calls_through(proxy.listen, &run);
-    assert_clean("uac", &stats.uac, 200);
-    assert_clean("uas", &stats.uas, 200);
+    assert_calls_clean("uac", &stats.uac, 200);
+    assert_calls_clean("uas", &stats.uas, 200);
     // The UAC's ACK for the 487 is the last message of a call to reach the proxy.
     let text = scrape_until(proxy.metrics, "200 ACKs received", |t| {
         metric(t, "ww_sip_requests_in_total{method=\"ACK\"}") >= 200
@@ -132,8 +118,8 @@ fn a_180_after_the_200_does_not_disturb_the_call() {
         ..Calls::plain(200, 100)
     };
     let stats = calls_through(proxy.listen, &run);
-    assert_clean("uac", &stats.uac, 200);
-    assert_clean("uas", &stats.uas, 200);
+    assert_calls_clean("uac", &stats.uac, 200);
+    assert_calls_clean("uas", &stats.uas, 200);
     // The 200 to BYE is the last message of a call through the proxy.
     let text = scrape_until(proxy.metrics, "400 2xx relayed", |t| {
         metric(t, "ww_sip_responses_out_total{class=\"2xx\"}") >= 400

@@ -8,18 +8,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::{Calls, calls_through, column, metric, scrape_until, start_proxy_with};
-
-fn assert_clean(side: &str, stats: &str, calls: u64) {
-    for (name, want) in [
-        ("SuccessfulCall(C)", calls),
-        ("FailedCall(C)", 0),
-        ("FailedUnexpectedMessage(C)", 0),
-        ("Retransmissions(C)", 0),
-    ] {
-        assert_eq!(column(stats, name), want, "{side} {name}:\n{stats}");
-    }
-}
+use common::{
+    Calls, assert_calls_clean, calls_through, column, metric, scrape_until, start_proxy_with,
+};
 
 #[test]
 fn two_thousand_udp_calls_on_io_uring_complete_without_retransmission() {
@@ -29,8 +20,8 @@ fn two_thousand_udp_calls_on_io_uring_complete_without_retransmission() {
         ..Calls::plain(2000, 400)
     };
     let stats = calls_through(proxy.listen, &run);
-    assert_clean("uac", &stats.uac, 2000);
-    assert_clean("uas", &stats.uas, 2000);
+    assert_calls_clean("uac", &stats.uac, 2000);
+    assert_calls_clean("uas", &stats.uas, 2000);
     let text = scrape_until(proxy.metrics, "2,000 BYEs", |t| {
         metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 2000
     });
@@ -53,8 +44,8 @@ fn udp_on_io_uring_beside_a_tcp_connection_wakes_through_glommio() {
         ..Calls::plain(1000, 200)
     };
     let stats = calls_through(proxy.listen, &run);
-    assert_clean("uac", &stats.uac, 1000);
-    assert_clean("uas", &stats.uas, 1000);
+    assert_calls_clean("uac", &stats.uac, 1000);
+    assert_calls_clean("uas", &stats.uas, 1000);
     let text = scrape_until(proxy.metrics, "1,000 BYEs", |t| {
         metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 1000
     });

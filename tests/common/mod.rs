@@ -415,3 +415,17 @@ pub(crate) fn http_status(server: SocketAddr, path: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+/// No call of either side failed, met an unexpected message, or needed a retransmission
+/// (loopback loses nothing, so a retransmission means a message went missing in the proxy).
+pub(crate) fn assert_calls_clean(side: &str, stats: &str, calls: u64) {
+    for (name, want) in [
+        ("SuccessfulCall(C)", calls),
+        ("FailedCall(C)", 0),
+        ("FailedUnexpectedMessage(C)", 0),
+        ("OutOfCallMsgs(C)", 0),
+        ("Retransmissions(C)", 0),
+    ] {
+        assert_eq!(column(stats, name), want, "{side} {name}:\n{stats}");
+    }
+}

@@ -116,7 +116,7 @@ impl Engine {
             return Err(EngineError::NoCores);
         }
         if config.udp_io == UdpIo::Uring {
-            io_uring::IoUring::new(8).map_err(EngineError::Uring)?;
+            uring::probe(config.spin_before_park.is_zero()).map_err(EngineError::Uring)?;
         }
         let registry = metrics::Registry::new(config.cores.len());
         let cores = u16::try_from(config.cores.len()).map_err(|_| EngineError::NoCores)?;
@@ -157,6 +157,7 @@ impl Engine {
         };
         let mut handles = Vec::with_capacity(bound.len());
         let udp_io = config.udp_io;
+        let spins = !config.spin_before_park.is_zero();
         for (index, cpu, proxy, sockets) in bound {
             let setup = setups[index].take();
             let registry = registry.clone();
@@ -166,7 +167,7 @@ impl Engine {
                 builder = builder.spin_before_park(config.spin_before_park);
             }
             let handle = builder
-                .spawn(move || shard::run(index, proxy, sockets, registry, setup, udp_io))
+                .spawn(move || shard::run(index, proxy, sockets, registry, setup, udp_io, spins))
                 .map_err(|e| EngineError::Executor {
                     core: cpu,
                     message: e.to_string(),

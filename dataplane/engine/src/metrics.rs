@@ -18,6 +18,9 @@ pub struct CoreSnapshot {
     pub active_transactions: usize,
     /// Datagrams the kernel refused to send.
     pub send_errors: u64,
+    /// Receives that failed, and datagrams dropped before parsing (truncated, no
+    /// readable source).
+    pub receive_errors: u64,
     /// Latency histograms since start.
     pub latency: Latency,
     /// Overload control's current admission rate, initial requests per second.
@@ -61,6 +64,7 @@ impl Registry {
                 total.stats.add(&s.stats);
                 total.active_transactions += s.active_transactions;
                 total.send_errors += s.send_errors;
+                total.receive_errors += s.receive_errors;
                 total.latency.add(&s.latency);
                 total.admission_rate += s.admission_rate;
                 total.tcp_connections += s.tcp_connections;
@@ -160,6 +164,11 @@ impl Registry {
                 "ww_udp_send_errors_total",
                 "datagrams the kernel refused",
                 t.send_errors,
+            ),
+            (
+                "ww_udp_receive_errors_total",
+                "UDP receives that failed and datagrams dropped before parsing",
+                t.receive_errors,
             ),
             (
                 "ww_tcp_framing_errors_total",

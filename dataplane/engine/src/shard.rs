@@ -128,6 +128,7 @@ pub(crate) struct Shard {
     pub(crate) tcp_framing_errors: u64,
     pub(crate) udp: UdpPath,
     pub(crate) send_errors: u64,
+    pub(crate) receive_errors: u64,
     /// Connections registered while routing, opened once the shard is released.
     tcp_opened: Vec<tcp::NewConnection>,
     /// Transactions whose TCP message could not be queued.
@@ -199,6 +200,7 @@ pub(crate) async fn run(
     registry: Registry,
     scscf: Option<scscf::CoreSetup>,
     udp_io: UdpIo,
+    spins: bool,
 ) {
     let ShardSockets {
         shared,
@@ -229,7 +231,7 @@ pub(crate) async fn run(
             let ring = shared
                 .set_nonblocking(false)
                 .and_then(|()| own.set_nonblocking(false))
-                .and_then(|()| UringUdp::new(fds));
+                .and_then(|()| UringUdp::new(fds, !spins));
             match ring {
                 Ok(ring) => UdpPath::Uring(Box::new(ring)),
                 // Engine::start probed io_uring before starting any core.
@@ -243,6 +245,7 @@ pub(crate) async fn run(
         tcp_framing_errors: 0,
         udp,
         send_errors: 0,
+        receive_errors: 0,
         tcp_opened: Vec::new(),
         tcp_failed: Vec::new(),
         scscf,
@@ -264,14 +267,21 @@ pub(crate) fn tasks_need_executor(shard: &Rc<RefCell<Shard>>) -> bool {
     s.connections.len() > 0 || s.scscf.is_some()
 }
 
-/// Runs the core's timers when their tick is due and publishes its counters.
-pub(crate) fn tick(shard: &Rc<RefCell<Shard>>, publisher: &mut Publisher, next_tick: &mut Instant) {
+/// Runs the core's timers when their tick is due and publishes its counters; whether it
+/// was due.
+pub(crate) fn tick(
+    shard: &Rc<RefCell<Shard>>,
+    publisher: &mut Publisher,
+    next_tick: &mut Instant,
+) -> bool {
     let now = Instant::now();
-    if now >= *next_tick {
-        shard.borrow_mut().core.on_timers(now);
-        publisher.maybe_publish(now, &shard.borrow());
-        *next_tick = now + TICK;
+    if now < *next_tick {
+        return false;
     }
+    shard.borrow_mut().core.on_timers(now);
+    publisher.maybe_publish(now, &shard.borrow());
+    *next_tick = now + TICK;
+    true
 }
 
 /// The `recvmmsg`/`sendmmsg` loop.
@@ -300,7 +310,7 @@ async fn batched_loop(
                 full[i] = drain(socket, &mut batch, shard) == udp::BATCH;
             }
         }
-        tick(shard, &mut publisher, &mut next_tick);
+        let ticked = tick(shard, &mut publisher, &mut next_tick);
         Shard::route(shard);
         if full.contains(&true) {
             ready = full;
@@ -325,6 +335,11 @@ async fn batched_loop(
             future::or(shared_ready, future::or(own_ready, tick)).await;
             ready = [true, true];
         } else {
+            if ticked {
+                // Once a tick, glommio takes its own completions (this loop is its main
+                // future: a yield runs its I/O poll and its tasks), whatever poll(2) saw.
+                future::yield_now().await;
+            }
             match udp::wait_readable([shared.as_raw_fd(), own.as_raw_fd(), listener_fd], idle) {
                 Ok(udp::Readiness::Ready([a, b, listener])) => {
                     ready = [a, b];
@@ -340,7 +355,13 @@ async fn batched_loop(
 
 /// Receives one batch from `socket` and hands every datagram to the core.
 fn drain(socket: &RawSocket, batch: &mut RecvBatch, shard: &Rc<RefCell<Shard>>) -> usize {
-    let received = batch.recv(socket).unwrap_or(0);
+    let received = match batch.recv(socket) {
+        Ok(received) => received,
+        Err(_) => {
+            shard.borrow_mut().receive_errors += 1;
+            0
+        }
+    };
     if received == 0 {
         return 0;
     }
@@ -393,6 +414,7 @@ impl Publisher {
         snapshot.latency.add(s.core.latency());
         snapshot.admission_rate = s.core.load_monitor().rate();
         snapshot.send_errors = s.send_errors;
+        snapshot.receive_errors = s.receive_errors;
         snapshot.tcp_connections = s.connections.len();
         snapshot.tcp_framing_errors = s.tcp_framing_errors;
         if let Some(scscf) = &s.scscf {

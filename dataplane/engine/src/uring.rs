@@ -47,6 +47,7 @@ const RING_ENTRIES: u32 = 512;
 const KIND_RECV: u64 = 1 << 56;
 const KIND_SEND: u64 = 2 << 56;
 const KIND_POLL: u64 = 3 << 56;
+const KIND_CANCEL: u64 = 4 << 56;
 const SLOT_MASK: u64 = (1 << 56) - 1;
 
 /// Room for one SCM_TIMESTAMPNS control message.
@@ -63,6 +64,8 @@ struct BufferRing {
     entries: *mut u8,
     layout: std::alloc::Layout,
     tail: u16,
+    /// The kernel may still read the ring: never free it.
+    leak: bool,
 }
 
 impl BufferRing {
@@ -78,6 +81,7 @@ impl BufferRing {
             entries,
             layout,
             tail: 0,
+            leak: false,
         })
     }
 
@@ -104,8 +108,10 @@ impl BufferRing {
 
 impl Drop for BufferRing {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.entries, self.layout) };
+        if !self.leak {
+            // SAFETY: allocated in `new` with this layout, and the kernel is done with it.
+            unsafe { std::alloc::dealloc(self.entries, self.layout) };
+        }
     }
 }
 
@@ -115,6 +121,17 @@ struct SendSlot {
     iov: libc::iovec,
     addr: SockAddr,
     bytes: Vec<u8>,
+}
+
+/// The state of a socket's multishot receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receive {
+    Armed,
+    /// Ended for want of a buffer (or with data): armed again once buffers are back.
+    Again,
+    /// Ended with an error: armed again at the next timer tick, so an error that repeats
+    /// does not spin the core.
+    AfterError,
 }
 
 /// A receive that completed, waiting to be handed to the proxy.
@@ -134,9 +151,11 @@ pub(crate) struct UringUdp {
     template: Box<libc::msghdr>,
     buffers: Box<[u8]>,
     buffer_ring: BufferRing,
-    /// A socket whose multishot receive ended (no buffer was free, say) and must be armed
-    /// again.
-    rearm: [bool; 2],
+    /// Each socket's multishot receive: armed, or ended and waiting to be armed again.
+    receives: [Receive; 2],
+    /// Datagrams lost before the proxy saw them (receive errors, truncated datagrams,
+    /// unreadable sources) since the last [`take_receive_errors`](Self::take_receive_errors).
+    receive_errors: u64,
     received: VecDeque<Received>,
     send: Box<[SendSlot]>,
     free_sends: Vec<usize>,
@@ -154,16 +173,22 @@ pub(crate) struct UringUdp {
 impl UringUdp {
     /// A ring for the two sockets of a core (shared and own), with every receive armed.
     /// The sockets must be blocking: the ring waits in the kernel, not the socket.
-    pub(crate) fn new(sockets: [RawFd; 2]) -> io::Result<Self> {
-        // Completions never interrupt the core: it takes them when it enters a ring next
-        // (its own, or glommio's when it sleeps there).
-        let ring = IoUring::builder()
-            .setup_coop_taskrun()
-            .setup_single_issuer()
-            .build(RING_ENTRIES)?;
+    ///
+    /// `cooperative`: completions do not interrupt the core; it takes them at its next
+    /// system call (its own ring's enter, or glommio's when it sleeps there). Not for a
+    /// core that spins before parking, which may make no system call for a while.
+    pub(crate) fn new(sockets: [RawFd; 2], cooperative: bool) -> io::Result<Self> {
+        let mut builder = IoUring::builder();
+        builder.setup_single_issuer();
+        if cooperative {
+            builder.setup_coop_taskrun();
+        }
+        let ring = builder.build(RING_ENTRIES)?;
+        // Blocking, so that glommio's read of it waits (through its own ring) rather than
+        // failing at once when nothing has completed.
         // SAFETY: eventfd(2) with valid flags; the descriptor is owned from here on.
         let eventfd = unsafe {
-            let fd = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+            let fd = libc::eventfd(0, libc::EFD_CLOEXEC);
             if fd < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -203,7 +228,8 @@ impl UringUdp {
             template,
             buffers: vec![0; usize::from(RECV_BUFFERS) * RECV_BUFFER].into_boxed_slice(),
             buffer_ring,
-            rearm: [true, true],
+            receives: [Receive::Again; 2],
+            receive_errors: 0,
             received: VecDeque::with_capacity(usize::from(RECV_BUFFERS)),
             send,
             free_sends: (0..SEND_SLOTS).rev().collect(),
@@ -236,7 +262,7 @@ impl UringUdp {
     /// enter).
     fn arm_receives(&mut self) -> io::Result<()> {
         for socket in 0..self.sockets.len() {
-            if !self.rearm[socket] {
+            if self.receives[socket] != Receive::Again {
                 continue;
             }
             let entry = opcode::RecvMsgMulti::new(
@@ -247,7 +273,7 @@ impl UringUdp {
             .build()
             .user_data(KIND_RECV | socket as u64);
             self.push(&entry)?;
-            self.rearm[socket] = false;
+            self.receives[socket] = Receive::Armed;
         }
         Ok(())
     }
@@ -268,19 +294,20 @@ impl UringUdp {
     /// Queues one datagram on socket `socket` (0 shared, 1 own) to `to`. When every send
     /// slot is in flight, waits for some to complete first.
     pub(crate) fn send(&mut self, socket: usize, to: SocketAddr, datagram: &[u8]) {
-        let slot = match self.free_sends.pop() {
-            Some(slot) => slot,
-            None => {
-                let _ = self.ring.submit_and_wait(1);
-                self.reap();
-                match self.free_sends.pop() {
-                    Some(slot) => slot,
-                    None => {
-                        self.send_errors += 1;
-                        return;
-                    }
-                }
+        // Every slot in flight means the socket buffer is full: wait for sends to
+        // complete, a bounded number of times (SIP retransmits what UDP drops anyway).
+        let mut waits = 0;
+        let slot = loop {
+            if let Some(slot) = self.free_sends.pop() {
+                break slot;
             }
+            if waits == 16 {
+                self.send_errors += 1;
+                return;
+            }
+            waits += 1;
+            let _ = self.ring.submit_and_wait(1);
+            self.reap();
         };
         let s = &mut self.send[slot];
         s.bytes.clear();
@@ -321,6 +348,15 @@ impl UringUdp {
     /// Submits what is queued and sleeps in the kernel until a completion arrives or
     /// `timeout` passes, watching `listener` for a waiting connection as well.
     pub(crate) fn wait(&mut self, timeout: Duration, listener: Option<RawFd>) {
+        // Work already taken off the ring (by a send that waited for a slot) must not
+        // wait for the next completion.
+        if !self.received.is_empty()
+            || self.listener_ready
+            || self.receives.contains(&Receive::Again)
+        {
+            self.submit_now();
+            return;
+        }
         if let (Some(listener), false) = (listener, self.listener_polled) {
             let entry = opcode::PollAdd::new(types::Fd(listener), libc::POLLIN as u32)
                 .build()
@@ -346,16 +382,22 @@ impl UringUdp {
             match data & !SLOT_MASK {
                 KIND_RECV => {
                     let flags = cqe.flags();
+                    let result = cqe.result();
                     if let (Ok(len), Some(buffer)) = (
-                        usize::try_from(cqe.result()),
+                        usize::try_from(result),
                         io_uring::cqueue::buffer_select(flags),
                     ) {
                         self.received.push_back(Received { buffer, len });
                     }
-                    // Without MORE the receive has ended (no free buffer, an error): it is
-                    // armed again once buffers are back.
+                    // Without MORE the receive has ended: for want of a buffer it is armed
+                    // again once buffers are back, after an error at the next tick.
                     if !io_uring::cqueue::more(flags) {
-                        self.rearm[slot.min(1)] = true;
+                        self.receives[slot.min(1)] = if result >= 0 || result == -libc::ENOBUFS {
+                            Receive::Again
+                        } else {
+                            self.receive_errors += 1;
+                            Receive::AfterError
+                        };
                     }
                 }
                 KIND_SEND => {
@@ -384,24 +426,45 @@ impl UringUdp {
         while let Some(Received { buffer, len }) = self.received.pop_front() {
             let start = usize::from(buffer) * RECV_BUFFER;
             let filled = &self.buffers[start..start + len.min(RECV_BUFFER)];
-            if let Ok(out) = types::RecvMsgOut::parse(filled, &self.template) {
-                let from = source(out.name_data(), out.incoming_name_len());
-                // A datagram cut short by the buffer is not a SIP message: dropped.
-                if let (Some(from), false) = (from, out.is_payload_truncated()) {
+            let parsed = types::RecvMsgOut::parse(filled, &self.template).ok();
+            // A datagram cut short by the buffer is not a SIP message: dropped, counted.
+            match parsed.and_then(|out| {
+                let from = source(out.name_data(), out.incoming_name_len())?;
+                (!out.is_payload_truncated()).then_some((from, out))
+            }) {
+                Some((from, out)) => {
                     deliver(from, timestamp(out.control_data()), out.payload_data());
                     count += 1;
                 }
+                None => self.receive_errors += 1,
             }
             self.provide(buffer);
         }
-        if self.rearm.contains(&true) && self.arm_receives().is_err() {
-            self.send_errors += 1;
+        if self.receives.contains(&Receive::Again) && self.arm_receives().is_err() {
+            self.receive_errors += 1;
         }
         count
     }
 
+    /// At a timer tick: arms again the receives an error ended.
+    pub(crate) fn on_tick(&mut self) {
+        for receive in &mut self.receives {
+            if *receive == Receive::AfterError {
+                *receive = Receive::Again;
+            }
+        }
+    }
+
+    /// Datagrams lost before the proxy saw them, since the last call.
+    pub(crate) fn take_receive_errors(&mut self) -> u64 {
+        std::mem::take(&mut self.receive_errors)
+    }
+
     /// Whether completions are waiting to be reaped.
     pub(crate) fn has_completions(&mut self) -> bool {
+        if !self.received.is_empty() {
+            return true;
+        }
         let mut completion = self.ring.completion();
         completion.sync();
         !completion.is_empty()
@@ -420,17 +483,34 @@ impl UringUdp {
 
 impl Drop for UringUdp {
     fn drop(&mut self) {
-        // Receives stay armed until cancelled; the ring's teardown cancels them, but the
-        // slots they write into must outlive that, so cancel and wait here first.
+        // Receives stay armed until cancelled, and the kernel writes into the buffers they
+        // hold: cancel everything and wait for the cancel's own completion before the
+        // buffers go. If that cannot be confirmed, the buffers are leaked instead.
         let _ = self.ring.submitter().unregister_eventfd();
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
             .build()
-            .user_data(0);
+            .user_data(KIND_CANCEL);
         // SAFETY: the cancel request points at nothing.
-        if unsafe { self.ring.submission().push(&cancel) }.is_ok() {
-            let _ = self.ring.submit_and_wait(1);
+        let cancelled = unsafe { self.ring.submission().push(&cancel) }.is_ok();
+        let mut confirmed = false;
+        for _ in 0..64 {
+            if !cancelled || self.ring.submit_and_wait(1).is_err() {
+                break;
+            }
+            confirmed = self
+                .ring
+                .completion()
+                .any(|cqe| cqe.user_data() == KIND_CANCEL);
+            if confirmed {
+                break;
+            }
         }
-        let _ = self.ring.submitter().unregister_buf_ring(BUFFER_GROUP);
+        if confirmed {
+            let _ = self.ring.submitter().unregister_buf_ring(BUFFER_GROUP);
+        } else {
+            std::mem::forget(std::mem::take(&mut self.buffers));
+            self.buffer_ring.leak = true;
+        }
     }
 }
 
@@ -472,10 +552,31 @@ fn timestamp(control: &[u8]) -> Option<SystemTime> {
     std::time::UNIX_EPOCH.checked_add(since)
 }
 
-/// The io_uring loop of a core: hand every completed receive to the proxy, run timers,
-/// send what the proxy produced (with the re-arms, in one enter), and wait — in this
-/// ring's own enter while the core serves UDP alone, through glommio on the ring's
-/// eventfd while TCP connections or S-CSCF tasks need the executor.
+/// Checks at start-up that this kernel gives a core's ring everything it needs (the setup
+/// flags, a provided-buffer ring, multishot `recvmsg`), on two throwaway sockets.
+pub(crate) fn probe(cooperative: bool) -> io::Result<()> {
+    let bind = || {
+        let socket = crate::udp::bind(([127, 0, 0, 1], 0).into(), false, 1 << 16)?;
+        socket.set_nonblocking(false)?;
+        io::Result::Ok(socket)
+    };
+    let (a, b) = (bind()?, bind()?);
+    let mut ring = UringUdp::new([a.as_raw_fd(), b.as_raw_fd()], cooperative)?;
+    ring.wait(Duration::from_millis(1), None);
+    ring.reap();
+    if ring.receives.iter().all(|r| *r == Receive::Armed) {
+        Ok(())
+    } else {
+        Err(io::Error::other(
+            "multishot recvmsg with provided buffers was refused (Linux 6.0 or later needed)",
+        ))
+    }
+}
+
+/// The io_uring loop of a core: hand every received datagram to the proxy, run timers,
+/// send what the proxy produced (in one enter), and wait — in this ring's own enter while
+/// the core serves UDP alone, through glommio on the ring's eventfd while TCP connections
+/// or S-CSCF tasks need the executor.
 pub(crate) async fn run_loop(
     shard: &Rc<RefCell<Shard>>,
     listener: RawFd,
@@ -506,18 +607,23 @@ pub(crate) async fn run_loop(
             accept_pending |= ring.take_listener_ready();
             let now = Instant::now();
             let wall = SystemTime::now();
-            ring.take_received(|from, stamp, datagram| {
+            let received = ring.take_received(|from, stamp, datagram| {
                 let arrived = arrival(now, wall, stamp);
                 core.on_message(now, arrived, from, Protocol::Udp, datagram);
-            })
+            });
+            s.receive_errors += ring.take_receive_errors();
+            received
         };
-        tick(shard, &mut publisher, &mut next_tick);
+        let ticked = tick(shard, &mut publisher, &mut next_tick);
         Shard::route(shard);
         let alone = !accept_pending && !tasks_need_executor(shard);
         with_ring(shard, |ring| {
             ring.held = false;
+            if ticked {
+                ring.on_tick();
+            }
             // Sleeping in the ring submits too; anything else needs the enter now.
-            if received > 0 || !alone {
+            if received > 0 || !alone || ticked {
                 ring.submit_now();
             }
         });
@@ -526,21 +632,28 @@ pub(crate) async fn run_loop(
             continue;
         }
         let idle = next_tick.saturating_duration_since(Instant::now());
-        if !alone {
-            accept_pending = false;
-            if with_ring(shard, UringUdp::has_completions) {
-                continue;
+        if alone {
+            if ticked {
+                // Once a tick, glommio takes its own completions (the loop is its main
+                // future: a yield runs its I/O poll and its tasks): a connection its
+                // accept took before this ring's poll of the listener saw it would
+                // otherwise wait for a datagram to send the core through glommio.
+                future::yield_now().await;
             }
-            let rung = async {
-                let _ = doorbell.read_at(0, 8).await;
-            };
-            let tick = async {
-                Timer::new(idle).await;
-            };
-            future::or(rung, tick).await;
-        } else {
             with_ring(shard, |ring| ring.wait(idle, Some(listener)));
+            continue;
         }
+        accept_pending = false;
+        if with_ring(shard, UringUdp::has_completions) {
+            continue;
+        }
+        let rung = async {
+            let _ = doorbell.read_at(0, 8).await;
+        };
+        let tick = async {
+            Timer::new(idle).await;
+        };
+        future::or(rung, tick).await;
     }
 }
 
@@ -584,7 +697,8 @@ mod tests {
     #[test]
     fn datagrams_arrive_in_order_with_source_and_kernel_timestamp_on_both_sockets() {
         let (shared, own) = (bound(), bound());
-        let mut ring = UringUdp::new([shared.as_raw_fd(), own.as_raw_fd()]).expect("io_uring");
+        let mut ring =
+            UringUdp::new([shared.as_raw_fd(), own.as_raw_fd()], true).expect("io_uring");
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         let sent_at = SystemTime::now();
         for i in 0..100 {
@@ -623,7 +737,8 @@ mod tests {
     #[test]
     fn more_datagrams_than_buffers_all_arrive_as_buffers_come_back() {
         let (shared, own) = (bound(), bound());
-        let mut ring = UringUdp::new([shared.as_raw_fd(), own.as_raw_fd()]).expect("io_uring");
+        let mut ring =
+            UringUdp::new([shared.as_raw_fd(), own.as_raw_fd()], true).expect("io_uring");
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         let count = usize::from(RECV_BUFFERS) * 4;
         for i in 0..count {
@@ -641,7 +756,8 @@ mod tests {
     #[test]
     fn sends_leave_from_the_chosen_socket() {
         let (shared, own) = (bound(), bound());
-        let mut ring = UringUdp::new([shared.as_raw_fd(), own.as_raw_fd()]).expect("io_uring");
+        let mut ring =
+            UringUdp::new([shared.as_raw_fd(), own.as_raw_fd()], true).expect("io_uring");
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
         let to = peer.local_addr().unwrap();

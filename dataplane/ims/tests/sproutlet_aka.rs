@@ -127,6 +127,13 @@ fn the_right_res_authenticates_and_the_registrar_registers() {
         stored.pending_aka.is_empty(),
         "the answered challenge is consumed"
     );
+    // Kept with the AoR, so the same answer replayed to another core or node is refused
+    // by the registrar's compare-and-swap, as for digest.
+    let last = stored
+        .last_auth
+        .expect("the answer's nonce and count are kept");
+    assert_eq!(last.nc, 1);
+    assert!(!last.nonce.is_empty());
 }
 
 #[test]

@@ -95,6 +95,20 @@ fn a_subscription_to_a_registered_aor_is_kept_and_notified_at_once() {
 }
 
 #[test]
+fn a_ue_subscribing_to_its_own_registration_through_its_service_route_is_not_challenged() {
+    let mut h = Harness::configured(NOW, |s| {
+        s.authenticate_register = false;
+        s.authenticate_originating = true;
+    });
+    h.seed_registration(&RegisterRequest::default().text());
+    let service_route = format!("Route: <{SCSCF_URI};lr;orig>\r\nEvent: reg");
+    let through_service_route = subscribe(AOR).replace("Event: reg", &service_route);
+    let step = h.drive(&through_service_route);
+    assert_eq!(h.asked(), ["ReadAor", "WriteAor"]);
+    assert_eq!(status(&step), 200);
+}
+
+#[test]
 fn a_subscription_to_an_unregistered_aor_is_forbidden() {
     let mut h = Harness::new(NOW);
     let step = h.drive(&subscribe(AOR));

@@ -8,8 +8,8 @@ use sip::{HeaderName, Message, Method};
 
 use super::{
     Answer, CAS_ATTEMPTS, Cx, Decision, Facts, LookupFailure, Query, Salts, Settings, Sproutlet,
-    SproutletTsx, Versioned, aor_of, default_impi, is_initial, is_originating, store_failed,
-    to_aor, unexpected,
+    SproutletTsx, Versioned, aor_of, default_impi, is_initial, is_originating, is_reg_event,
+    store_failed, to_aor, unexpected,
 };
 use crate::auth::aka::{AkaVersion, PendingAka};
 use crate::auth::{Authenticator, ChallengeKind, Outcome, Presented};
@@ -31,7 +31,13 @@ impl Sproutlet for Authentication {
             settings
                 .authenticate_register
                 .then_some(ChallengeKind::Register)?
-        } else if settings.authenticate_originating && is_initial(req) && is_originating(req) {
+        } else if settings.authenticate_originating
+            && is_initial(req)
+            && is_originating(req)
+            && !is_reg_event(req)
+        {
+            // A UE's subscription to its own reg event comes through its Service-Route
+            // right after it registered; Sprout serves it without a challenge.
             ChallengeKind::Proxy
         } else {
             return None;
@@ -252,6 +258,8 @@ impl AuthenticationTsx {
         facts: &mut Facts,
         cx: &mut Cx<'_>,
     ) -> Decision {
+        // The nonce is checked again now, not when the request came: one that went stale
+        // while Homestead answered gets a stale challenge rather than a late acceptance.
         let Presented::Verify {
             credentials, nonce, ..
         } = cx.auth.inspect(req, self.kind, cx.now_s)
@@ -318,6 +326,7 @@ impl AuthenticationTsx {
         {
             match cx.auth.verify_aka(&credentials, p, b"REGISTER", cx.now_s) {
                 Outcome::Authenticated => {
+                    facts.proof = used_nonce(req, cx.auth.realm());
                     facts.impi = Some(impi);
                     return Decision::Next;
                 }

@@ -334,6 +334,16 @@ pub fn is_originating(req: &Message<'_>) -> bool {
         .any(|route| route.is_ok_and(|r| r.uri().params().contains(b"orig")))
 }
 
+/// Whether a request is a SUBSCRIBE for the reg event package.
+pub(crate) fn is_reg_event(req: &Message<'_>) -> bool {
+    req.method() == Some(sip::Method::Subscribe)
+        && req
+            .event()
+            .ok()
+            .flatten()
+            .is_some_and(|e| e.value().eq_ignore_ascii_case(b"reg"))
+}
+
 /// Whether a request is out of any dialog (no To tag).
 pub(crate) fn is_initial(req: &Message<'_>) -> bool {
     req.to().ok().is_some_and(|to| to.tag().is_none())

@@ -3,12 +3,12 @@
 //! NOTIFY follows at once. Reg-event is ours to serve, whoever asks (a UE subscribes to
 //! its own through its Service-Route); other event packages go on to the user's devices.
 
-use sip::{Message, Method};
+use sip::Message;
 
 use super::notify::{self, Change};
 use super::{
     Answer, CAS_ATTEMPTS, Cx, Decision, Facts, Query, Response, Settings, Sproutlet, SproutletTsx,
-    Versioned, to_aor, unexpected,
+    Versioned, is_reg_event, to_aor, unexpected,
 };
 use crate::regevent::{self, EndReason, Subscribed};
 
@@ -22,13 +22,7 @@ impl Sproutlet for RegEvent {
     }
 
     fn get_tsx(&self, req: &Message<'_>, _settings: &Settings) -> Option<Box<dyn SproutletTsx>> {
-        let reg = req.method() == Some(Method::Subscribe)
-            && req
-                .event()
-                .ok()
-                .flatten()
-                .is_some_and(|e| e.value().eq_ignore_ascii_case(b"reg"));
-        reg.then(|| {
+        is_reg_event(req).then(|| {
             Box::new(RegEventTsx {
                 aor: String::new(),
                 new_tag: String::new(),
