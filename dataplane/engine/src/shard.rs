@@ -15,6 +15,7 @@ use proxy::{Protocol, ProxyConfig, ProxyCore, Socket};
 use socket2::Socket as RawSocket;
 
 use crate::metrics::{CoreSnapshot, Registry};
+use crate::scscf::store::AorStore;
 use crate::scscf::{self, ScscfCore};
 use crate::tcp::{self, Connections};
 use crate::udp::{self, RecvBatch, SendBatch};

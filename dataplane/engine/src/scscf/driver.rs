@@ -19,7 +19,7 @@ use ims::sproutlet::{
 use sip::Message;
 use txn::TxnId;
 
-use super::store::{self, RegistrationStore};
+use super::store::{self, AorStore, RegistrationStore};
 use super::{Lookup, LookupFailure, Registrations, ScscfConfig, embedded, memcached};
 use crate::shard::Shard;
 

@@ -12,7 +12,7 @@ use futures::channel::mpsc;
 use ims::registrar::AorState;
 
 use super::store::{
-    Expired, ExpiryQueue, StoreFailure, StoreOp, Versioned, ask, owner_of, private_id_of,
+    AorStore, Expired, ExpiryQueue, StoreFailure, StoreOp, Versioned, ask, owner_of, private_id_of,
 };
 
 /// The AoRs one core owns.
@@ -157,21 +157,6 @@ impl EmbeddedStore {
         }
     }
 
-    /// Requests sent to another core so far.
-    pub(crate) fn handoffs(&self) -> u64 {
-        self.handoffs.get()
-    }
-
-    /// AoRs this core owns that have bindings.
-    pub(crate) fn owned(&self) -> usize {
-        self.local.registered()
-    }
-
-    /// This core's own AoRs, for the expiry sweep.
-    pub(crate) fn local(&self) -> &OwnedAors {
-        &self.local
-    }
-
     fn remote(&self, aor: &str) -> Option<(usize, &mpsc::Sender<StoreOp>)> {
         let owner = owner_of(aor, self.owners.len());
         if owner == self.local.core {
@@ -180,8 +165,10 @@ impl EmbeddedStore {
         self.handoffs.set(self.handoffs.get() + 1);
         Some((owner, &self.owners[owner]))
     }
+}
 
-    pub(crate) async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure> {
+impl AorStore for EmbeddedStore {
+    async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure> {
         let Some((owner, channel)) = self.remote(aor) else {
             return Ok(self.local.get(aor));
         };
@@ -189,11 +176,7 @@ impl EmbeddedStore {
         ask(channel, owner, |reply| StoreOp::Get { aor, reply }).await?
     }
 
-    pub(crate) async fn compare_and_set(
-        &self,
-        aor: &str,
-        value: Versioned,
-    ) -> Result<bool, StoreFailure> {
+    async fn compare_and_set(&self, aor: &str, value: Versioned) -> Result<bool, StoreFailure> {
         let Some((owner, channel)) = self.remote(aor) else {
             return self.local.compare_and_set(aor.to_owned(), value);
         };
@@ -204,6 +187,20 @@ impl EmbeddedStore {
             reply,
         })
         .await?
+    }
+
+    async fn expire_due(&self, now_s: u64) -> Vec<Expired> {
+        self.local.expire_due(now_s)
+    }
+
+    /// Requests sent to another core so far.
+    fn handoffs(&self) -> u64 {
+        self.handoffs.get()
+    }
+
+    /// AoRs this core owns that have bindings.
+    fn owned(&self) -> usize {
+        self.local.registered()
     }
 }
 

@@ -14,7 +14,7 @@ use glommio::net::TcpStream;
 use ims::registrar::AorState;
 use memcache_async::ascii::Protocol;
 
-use super::store::{Expired, ExpiryQueue, StoreFailure, Versioned, private_id_of};
+use super::store::{AorStore, Expired, ExpiryQueue, StoreFailure, Versioned, private_id_of};
 
 /// How long a server that failed is left alone before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -178,10 +178,75 @@ impl MemcachedStore {
         }
     }
 
+    async fn write(
+        &self,
+        index: usize,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        exp: u32,
+    ) -> io::Result<bool> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        if version == 0 {
+            match self
+                .run(index, async |c| c.add(&key, &value, exp).await)
+                .await
+            {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            }
+        } else {
+            match self
+                .run(index, async |c| c.cas(&key, &value, version, exp).await)
+                .await
+            {
+                Ok(stored) => Ok(stored),
+                // The item went (evicted, or the server restarted): read and try again.
+                Err(e) if is_answer(&e) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    /// Overwrites the replica at `index` with `bytes` (of `generation`) unless it holds
+    /// a newer one; a replica that cannot be reached is left to heal at the AoR's next
+    /// write.
+    async fn copy_to(&self, index: usize, key: &str, bytes: &[u8], generation: u64, exp: u32) {
+        for _ in 0..3 {
+            let version = match self.read(index, key).await {
+                Ok(Read::Found(held, cas)) => {
+                    let newer = serde_json::from_slice::<AorState>(&held)
+                        .is_ok_and(|s| s.generation > generation);
+                    if newer {
+                        return;
+                    }
+                    cas
+                }
+                Ok(Read::Missing) => 0,
+                Err(_) => return,
+            };
+            match self.write(index, key, bytes, version, exp).await {
+                Ok(true) | Err(_) => return,
+                Ok(false) => {}
+            }
+        }
+    }
+}
+
+/// memcached's own answers (missing key, key exists) come back as errors from the client;
+/// they leave the connection usable.
+fn is_answer(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AlreadyExists)
+        // memcache-async 0.10 reads "NOT_FOUND" to a cas as an error of kind Other.
+        || e.to_string().starts_with("NOT_FOUND")
+}
+
+impl AorStore for MemcachedStore {
     /// Reads both replicas at once and takes the newer (the higher generation): a
     /// replica that missed writes while it was rested, lost the AoR (restarted) or cannot
     /// be reached gives way to the other.
-    pub(crate) async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure> {
+    async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure> {
         let key = key(aor);
         let order = replicas(aor, &self.servers);
         let reads = order.iter().map(|&index| self.read(index, &key));
@@ -226,44 +291,9 @@ impl MemcachedStore {
         }
     }
 
-    async fn write(
-        &self,
-        index: usize,
-        key: &str,
-        value: &[u8],
-        version: u64,
-        exp: u32,
-    ) -> io::Result<bool> {
-        let (key, value) = (key.to_owned(), value.to_vec());
-        if version == 0 {
-            match self
-                .run(index, async |c| c.add(&key, &value, exp).await)
-                .await
-            {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(e),
-            }
-        } else {
-            match self
-                .run(index, async |c| c.cas(&key, &value, version, exp).await)
-                .await
-            {
-                Ok(stored) => Ok(stored),
-                // The item went (evicted, or the server restarted): read and try again.
-                Err(e) if is_answer(&e) => Ok(false),
-                Err(e) => Err(e),
-            }
-        }
-    }
-
     /// Compare-and-swap on the replica the value was read from, then a copy to the other
     /// replica (read there and overwritten). The write counts once the first succeeds.
-    pub(crate) async fn compare_and_set(
-        &self,
-        aor: &str,
-        value: Versioned,
-    ) -> Result<bool, StoreFailure> {
+    async fn compare_and_set(&self, aor: &str, value: Versioned) -> Result<bool, StoreFailure> {
         let key = key(aor);
         let now_s = super::unix_now();
         let mut value = value;
@@ -292,33 +322,9 @@ impl MemcachedStore {
         Ok(true)
     }
 
-    /// Overwrites the replica at `index` with `bytes` (of `generation`) unless it holds
-    /// a newer one; a replica that cannot be reached is left to heal at the AoR's next
-    /// write.
-    async fn copy_to(&self, index: usize, key: &str, bytes: &[u8], generation: u64, exp: u32) {
-        for _ in 0..3 {
-            let version = match self.read(index, key).await {
-                Ok(Read::Found(held, cas)) => {
-                    let newer = serde_json::from_slice::<AorState>(&held)
-                        .is_ok_and(|s| s.generation > generation);
-                    if newer {
-                        return;
-                    }
-                    cas
-                }
-                Ok(Read::Missing) => 0,
-                Err(_) => return,
-            };
-            match self.write(index, key, bytes, version, exp).await {
-                Ok(true) | Err(_) => return,
-                Ok(false) => {}
-            }
-        }
-    }
-
     /// Expires the bindings and subscriptions of the AoRs this core wrote whose next
     /// expiry has come (written back with compare-and-swap).
-    pub(crate) async fn expire_due(&self, now_s: u64) -> Vec<Expired> {
+    async fn expire_due(&self, now_s: u64) -> Vec<Expired> {
         let mut changed = Vec::new();
         while let Some(aor) = self.expiries.pop_due(now_s) {
             let Ok(mut current) = self.get(&aor).await else {
@@ -345,14 +351,6 @@ impl MemcachedStore {
         }
         changed
     }
-}
-
-/// memcached's own answers (missing key, key exists) come back as errors from the client;
-/// they leave the connection usable.
-fn is_answer(e: &io::Error) -> bool {
-    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AlreadyExists)
-        // memcache-async 0.10 reads "NOT_FOUND" to a cas as an error of kind Other.
-        || e.to_string().starts_with("NOT_FOUND")
 }
 
 #[cfg(test)]

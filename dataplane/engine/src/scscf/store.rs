@@ -180,6 +180,30 @@ impl Registrations {
     }
 }
 
+/// What a registration store does for a core: read an AoR with the version a write must
+/// quote, compare-and-swap it, and expire what is due among the AoRs this core looks
+/// after. Implemented by the embedded store (each AoR owned by one core) and the memcached
+/// cluster (two replicas per AoR); a new store implements this and becomes a variant of
+/// [`RegistrationStore`], which dispatches without boxing a future per call.
+pub(crate) trait AorStore {
+    /// The AoR's state and version (the default state at version 0 when absent).
+    async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure>;
+    /// Stores `value` if the AoR is still at `value.version`; `false` when someone wrote
+    /// it first.
+    async fn compare_and_set(&self, aor: &str, value: Versioned) -> Result<bool, StoreFailure>;
+    /// Removes the bindings and subscriptions expired at `now_s` among the AoRs this core
+    /// looks after; returns what went.
+    async fn expire_due(&self, now_s: u64) -> Vec<Expired>;
+    /// Requests handed to another core so far.
+    fn handoffs(&self) -> u64 {
+        0
+    }
+    /// AoRs with bindings held on this core.
+    fn owned(&self) -> usize {
+        0
+    }
+}
+
 /// One core's registration store.
 #[derive(Debug)]
 pub(crate) enum RegistrationStore {
@@ -187,47 +211,39 @@ pub(crate) enum RegistrationStore {
     Memcached(MemcachedStore),
 }
 
-impl RegistrationStore {
-    pub(crate) async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure> {
+impl AorStore for RegistrationStore {
+    async fn get(&self, aor: &str) -> Result<Versioned, StoreFailure> {
         match self {
             Self::Embedded(store) => store.get(aor).await,
             Self::Memcached(store) => store.get(aor).await,
         }
     }
 
-    pub(crate) async fn compare_and_set(
-        &self,
-        aor: &str,
-        value: Versioned,
-    ) -> Result<bool, StoreFailure> {
+    async fn compare_and_set(&self, aor: &str, value: Versioned) -> Result<bool, StoreFailure> {
         match self {
             Self::Embedded(store) => store.compare_and_set(aor, value).await,
             Self::Memcached(store) => store.compare_and_set(aor, value).await,
         }
     }
 
-    /// Removes the bindings and subscriptions expired at `now_s` among the AoRs this core
-    /// looks after; returns what went.
-    pub(crate) async fn expire_due(&self, now_s: u64) -> Vec<Expired> {
+    async fn expire_due(&self, now_s: u64) -> Vec<Expired> {
         match self {
-            Self::Embedded(store) => store.local().expire_due(now_s),
+            Self::Embedded(store) => store.expire_due(now_s).await,
             Self::Memcached(store) => store.expire_due(now_s).await,
         }
     }
 
-    /// Requests handed to another core so far.
-    pub(crate) fn handoffs(&self) -> u64 {
+    fn handoffs(&self) -> u64 {
         match self {
             Self::Embedded(store) => store.handoffs(),
-            Self::Memcached(_) => 0,
+            Self::Memcached(store) => store.handoffs(),
         }
     }
 
-    /// AoRs held on this core (embedded store only).
-    pub(crate) fn owned(&self) -> usize {
+    fn owned(&self) -> usize {
         match self {
             Self::Embedded(store) => store.owned(),
-            Self::Memcached(_) => 0,
+            Self::Memcached(store) => store.owned(),
         }
     }
 }
