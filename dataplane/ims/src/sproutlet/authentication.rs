@@ -226,9 +226,7 @@ impl SproutletTsx for AuthenticationTsx {
 
 impl AuthenticationTsx {
     fn read_aor(&self) -> Decision {
-        Decision::Ask(Query::ReadAor {
-            aor: self.identity.clone(),
-        })
+        Decision::read_aor(&self.identity)
     }
 
     fn challenge(&self, cx: &mut Cx<'_>, impi: &str, stale: bool) -> Decision {
@@ -358,12 +356,8 @@ impl AuthenticationTsx {
     ) -> Decision {
         let mut state = current.state.clone();
         state.add_pending_aka(pending.clone());
-        let next = Versioned { state, ..current };
         self.waiting = Waiting::KeepWrite { pending, attempt };
-        Decision::Ask(Query::WriteAor {
-            aor: self.identity.clone(),
-            next: Box::new(next),
-        })
+        Decision::write_aor(&self.identity, current, state)
     }
 }
 

@@ -273,6 +273,21 @@ impl Decision {
             headers,
         })
     }
+
+    /// Ask for `aor`'s state.
+    pub fn read_aor(aor: &str) -> Self {
+        Self::Ask(Query::ReadAor {
+            aor: aor.to_owned(),
+        })
+    }
+
+    /// Ask to store `state` for `aor` if it is still at the version of `read`.
+    pub fn write_aor(aor: &str, read: Versioned, state: AorState) -> Self {
+        Self::Ask(Query::WriteAor {
+            aor: aor.to_owned(),
+            next: Box::new(Versioned { state, ..read }),
+        })
+    }
 }
 
 /// A function of the S-CSCF: takes the requests it serves.

@@ -143,9 +143,7 @@ impl SproutletTsx for RegistrarTsx {
 
 impl RegistrarTsx {
     fn read_aor(&self) -> Decision {
-        Decision::Ask(Query::ReadAor {
-            aor: self.aor.clone(),
-        })
+        Decision::read_aor(&self.aor)
     }
 
     /// A REGISTER the rules refuse (423, out of order, emergency) is refused before
@@ -209,18 +207,12 @@ impl RegistrarTsx {
                 until: cx.now_s + cx.settings.nonce_lifetime_s + 10,
             });
         }
-        let next = Versioned {
-            state: applied.state.clone(),
-            ..current
-        };
+        let state = applied.state.clone();
         self.waiting = Waiting::Write {
             applied: Box::new(applied),
             attempt,
         };
-        Decision::Ask(Query::WriteAor {
-            aor: self.aor.clone(),
-            next: Box::new(next),
-        })
+        Decision::write_aor(&self.aor, current, state)
     }
 
     fn written(&mut self, req: &Message<'_>, applied: Box<Applied>, cx: &mut Cx<'_>) -> Decision {

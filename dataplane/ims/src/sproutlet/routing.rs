@@ -108,9 +108,7 @@ impl ScscfTsx {
         };
         self.aor = aor;
         self.waiting = Waiting::Bindings;
-        Decision::Ask(Query::ReadAor {
-            aor: self.aor.clone(),
-        })
+        Decision::read_aor(&self.aor)
     }
 
     /// Another domain: where the Request-URI says. Anything needing DNS (and a BGCF) is

@@ -7,7 +7,7 @@ use sip::Message;
 
 use super::notify::{self, Change};
 use super::{
-    Answer, CAS_ATTEMPTS, Cx, Decision, Facts, Query, Response, Settings, Sproutlet, SproutletTsx,
+    Answer, CAS_ATTEMPTS, Cx, Decision, Facts, Response, Settings, Sproutlet, SproutletTsx,
     Versioned, is_reg_event, to_aor, unexpected,
 };
 use crate::regevent::{self, EndReason, Subscribed};
@@ -91,9 +91,7 @@ impl SproutletTsx for RegEventTsx {
 impl RegEventTsx {
     fn read(&mut self, attempt: u32) -> Decision {
         self.waiting = Waiting::Read { attempt };
-        Decision::Ask(Query::ReadAor {
-            aor: self.aor.clone(),
-        })
+        Decision::read_aor(&self.aor)
     }
 
     fn subscribe(
@@ -119,18 +117,12 @@ impl RegEventTsx {
             Ok(done) => done,
             Err(refusal) => return Decision::status(refusal.status()),
         };
-        let next = Versioned {
-            state: done.state.clone(),
-            ..current
-        };
+        let state = done.state.clone();
         self.waiting = Waiting::Write {
             done: Box::new(done),
             attempt,
         };
-        Decision::Ask(Query::WriteAor {
-            aor: self.aor.clone(),
-            next: Box::new(next),
-        })
+        Decision::write_aor(&self.aor, current, state)
     }
 
     fn subscribed(&self, done: &Subscribed, cx: &mut Cx<'_>) -> Decision {
