@@ -307,10 +307,14 @@ impl AorStore for MemcachedStore {
         let Some(&first) = order.get(usize::from(value.replica)) else {
             return Err(StoreFailure::Unavailable("no memcached server".into()));
         };
-        let stored = self
-            .write(first, &key, &bytes, value.version, exp)
-            .await
-            .map_err(|e| StoreFailure::Unavailable(e.to_string()))?;
+        let stored = match self.write(first, &key, &bytes, value.version, exp).await {
+            Ok(stored) => stored,
+            // The replica the value was read from went away since the read (it is rested
+            // now): a lost race like any other — the caller reads again, from the replica
+            // that is left, and retries. With no other replica it is an outage.
+            Err(_) if order.len() > 1 => return Ok(false),
+            Err(e) => return Err(StoreFailure::Unavailable(e.to_string())),
+        };
         if !stored {
             return Ok(false);
         }
