@@ -82,17 +82,18 @@ struct Splice<'e> {
     content: Content<'e>,
 }
 
-/// Records edits to one message and writes the edited copy.
+/// Records edits to one message and writes the edited copy. `'b` is the message's
+/// buffer; `'e` is what the edits borrow, which the buffer outlives.
 #[derive(Debug)]
-pub struct Editor<'m, 'e> {
-    msg: &'m Message<'e>,
+pub struct Editor<'m, 'b: 'e, 'e> {
+    msg: &'m Message<'b>,
     splices: ArrayVec<Splice<'e>, MAX_EDITS>,
     content_length_missing: bool,
 }
 
-impl<'m, 'e> Editor<'m, 'e> {
+impl<'m, 'b: 'e, 'e> Editor<'m, 'b, 'e> {
     /// Starts editing `msg`.
-    pub fn new(msg: &'m Message<'e>) -> Self {
+    pub fn new(msg: &'m Message<'b>) -> Self {
         Self {
             msg,
             splices: ArrayVec::new(),

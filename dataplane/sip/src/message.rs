@@ -1,13 +1,20 @@
 //! The structural parse: start line, header lines and body, as offsets into the caller's
 //! buffer. Nothing is copied and nothing is allocated: the header table is a fixed array in
-//! the [`Message`] itself. Typed header views live in `typed.rs` and parse lazily.
+//! the [`Message`] itself. Typed header views live in `typed.rs` and parse lazily; the few
+//! every element reads several times (top Via, From, To, Request-URI) are parsed once and
+//! kept in the message.
+
+use std::cell::OnceCell;
 
 use arrayvec::ArrayVec;
 
 use crate::error::ParseError;
 use crate::header_name::HeaderName;
 use crate::method::Method;
+use crate::name_addr::NameAddr;
 use crate::text::{self, find_unnested, is_wsp, trim_lws};
+use crate::uri::{Uri, UriError};
+use crate::via::Via;
 
 /// The most header lines one message may carry. A typical INVITE has 10–20; RFC 4475's
 /// `longreq` has 37. Beyond this the message is refused with 513.
@@ -78,6 +85,17 @@ impl<'a> Header<'a> {
     }
 }
 
+/// The typed views a message's readers ask for again and again: validation, the
+/// transaction key, loop detection and routing each read the top Via, From and To, so
+/// each is parsed on first use and kept.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ParsedOnce<'a> {
+    pub(crate) top_via: OnceCell<Result<Via<'a>, ParseError>>,
+    pub(crate) from: OnceCell<Result<NameAddr<'a>, ParseError>>,
+    pub(crate) to: OnceCell<Result<NameAddr<'a>, ParseError>>,
+    pub(crate) request_uri: OnceCell<Option<Result<Uri<'a>, UriError>>>,
+}
+
 /// A parsed SIP message borrowing the buffer it was parsed from.
 #[derive(Debug, Clone)]
 pub struct Message<'a> {
@@ -86,6 +104,7 @@ pub struct Message<'a> {
     headers: ArrayVec<HeaderLine, MAX_HEADERS>,
     headers_end: u32,
     content_length: Option<u32>,
+    pub(crate) parsed: ParsedOnce<'a>,
 }
 
 impl<'a> Message<'a> {
@@ -145,6 +164,7 @@ impl<'a> Message<'a> {
             headers,
             headers_end: headers_end as u32,
             content_length,
+            parsed: ParsedOnce::default(),
         })
     }
 

@@ -11,19 +11,20 @@ use crate::message::Message;
 /// The most extra header lines one response may carry.
 pub const MAX_EXTRA_HEADERS: usize = 64;
 
-/// A response to be written for a received request.
+/// A response to be written for a received request. `'b` is the request's buffer; `'e`
+/// is what the added parts borrow, which the buffer outlives.
 #[derive(Debug, Clone)]
-pub struct ResponseBuilder<'r, 'e> {
-    request: &'r Message<'e>,
+pub struct ResponseBuilder<'r, 'b: 'e, 'e> {
+    request: &'r Message<'b>,
     code: u16,
     reason: &'e [u8],
     to_tag: Option<&'e [u8]>,
     extra: ArrayVec<(&'static str, &'e [u8]), MAX_EXTRA_HEADERS>,
 }
 
-impl<'r, 'e> ResponseBuilder<'r, 'e> {
+impl<'r, 'b: 'e, 'e> ResponseBuilder<'r, 'b, 'e> {
     /// A response with this status and reason phrase.
-    pub fn new(request: &'r Message<'e>, code: u16, reason: &'e [u8]) -> Self {
+    pub fn new(request: &'r Message<'b>, code: u16, reason: &'e [u8]) -> Self {
         Self {
             request,
             code,

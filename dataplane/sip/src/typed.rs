@@ -15,7 +15,10 @@ use crate::via::Via;
 impl<'a> Message<'a> {
     /// The Request-URI, parsed; `None` for responses.
     pub fn request_uri(&self) -> Option<Result<Uri<'a>, UriError>> {
-        self.request_uri_raw().map(Uri::parse)
+        *self
+            .parsed
+            .request_uri
+            .get_or_init(|| self.request_uri_raw().map(Uri::parse))
     }
 
     /// Call-ID (mandatory).
@@ -35,12 +38,18 @@ impl<'a> Message<'a> {
 
     /// From (mandatory).
     pub fn from(&self) -> Result<NameAddr<'a>, ParseError> {
-        self.name_addr(HeaderName::From)
+        *self
+            .parsed
+            .from
+            .get_or_init(|| self.name_addr(HeaderName::From))
     }
 
     /// To (mandatory).
     pub fn to(&self) -> Result<NameAddr<'a>, ParseError> {
-        self.name_addr(HeaderName::To)
+        *self
+            .parsed
+            .to
+            .get_or_init(|| self.name_addr(HeaderName::To))
     }
 
     /// Max-Forwards, when present (0–255).
@@ -67,15 +76,18 @@ impl<'a> Message<'a> {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
-        self.vias()
-            .next()
-            .unwrap_or(Err(ParseError::MissingHeader(HeaderName::Via)))
+        *self.parsed.top_via.get_or_init(|| {
+            self.values(HeaderName::Via)
+                .next()
+                .map_or(Err(ParseError::MissingHeader(HeaderName::Via)), parse_via)
+        })
     }
 
     /// Every Via value, top first, across all Via header lines.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
-        self.values(HeaderName::Via)
-            .map(|v| Via::parse(v).map_err(|_| ParseError::BadHeader(HeaderName::Via)))
+        let mut values = self.values(HeaderName::Via);
+        let top = values.next().map(|_| self.top_via());
+        top.into_iter().chain(values.map(parse_via))
     }
 
     /// Every Contact value.
@@ -221,6 +233,10 @@ impl<'a> Message<'a> {
                 .ok_or(ParseError::BadHeader(name)),
         }
     }
+}
+
+fn parse_via(value: &[u8]) -> Result<Via<'_>, ParseError> {
+    Via::parse(value).map_err(|_| ParseError::BadHeader(HeaderName::Via))
 }
 
 #[cfg(test)]

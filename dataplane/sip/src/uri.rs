@@ -61,11 +61,9 @@ impl<'a> Host<'a> {
         match s {
             [b'[', inner @ .., b']'] => parse_ipv6(inner).map(Self::Ipv6),
             [] => Err(UriError::BadHost),
-            _ if s.iter().all(|&c| text::is_digit(c) || c == b'.') => std::str::from_utf8(s)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .map(Self::Ipv4)
-                .ok_or(UriError::BadHost),
+            _ if s.iter().all(|&c| text::is_digit(c) || c == b'.') => {
+                parse_ipv4(s).map(Self::Ipv4).ok_or(UriError::BadHost)
+            }
             _ if is_domain(s) => Ok(Self::Domain(s)),
             _ => Err(UriError::BadHost),
         }
@@ -80,6 +78,29 @@ impl<'a> Host<'a> {
             _ => false,
         }
     }
+}
+
+/// A dotted-quad IPv4 address, with std's rules (four decimal octets up to 255, no
+/// leading zeros), without std's detour through `str`: every URI and Via host on the
+/// proxy path goes through here.
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split(|&c| c == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut value: u16 = 0;
+        for &c in part {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u16::from(c - b'0');
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
 pub(crate) fn parse_ipv6(s: &[u8]) -> Result<Ipv6Addr, UriError> {
@@ -455,6 +476,40 @@ mod tests {
 
     fn uri(s: &str) -> Uri<'_> {
         Uri::parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn ipv4_hosts_parse_as_std_does() {
+        let cases = [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.0.0.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1..3.4",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.4.",
+            "1234.1.1.1",
+            "10.0.0.255",
+            "10.0.0.256",
+            "192.168.100.200",
+            "0.0.0.00",
+            "",
+            ".",
+        ];
+        for case in cases {
+            let ours = parse_ipv4(case.as_bytes());
+            let std = case.parse::<Ipv4Addr>().ok();
+            assert_eq!(ours, std, "{case:?}");
+        }
+        for a in [0u16, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255, 256, 999] {
+            let text = format!("{a}.{a}.{a}.{a}");
+            assert_eq!(parse_ipv4(text.as_bytes()), text.parse().ok(), "{text}");
+        }
     }
 
     #[test]

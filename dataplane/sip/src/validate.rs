@@ -72,8 +72,23 @@ impl<'a> Message<'a> {
                 return Err(ParseError::RequestUriHeaders);
             }
         }
+        let mut first_via = true;
         for header in self.headers() {
-            if !value_is_valid(header.name(), header.value()) {
+            // From, To and the top Via are parsed through the message's cache: whoever
+            // reads them next (the transaction key, loop detection) gets them for free.
+            let valid = match header.name() {
+                HeaderName::From => self.from().is_ok(),
+                HeaderName::To => self.to().is_ok(),
+                HeaderName::Via if first_via => {
+                    first_via = false;
+                    self.top_via().is_ok()
+                        && ListElements::new(header.value())
+                            .skip(1)
+                            .all(|v| Via::parse(v).is_ok())
+                }
+                name => value_is_valid(name, header.value()),
+            };
+            if !valid {
                 return Err(ParseError::BadHeader(header.name()));
             }
         }

@@ -10,7 +10,10 @@ const VIA: ViaSpec<'static> = ViaSpec {
     rport: false,
 };
 
-fn edited(input: &str, edit: impl FnOnce(&mut Editor<'_, '_>) -> Result<(), EditError>) -> String {
+fn edited(
+    input: &str,
+    edit: impl FnOnce(&mut Editor<'_, '_, '_>) -> Result<(), EditError>,
+) -> String {
     let msg = Message::parse(input.as_bytes()).expect("input parses");
     let mut editor = Editor::new(&msg);
     edit(&mut editor).expect("edit applies");

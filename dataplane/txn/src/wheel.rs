@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 pub struct TimerWheel<T> {
     slots: Vec<Vec<(Instant, T)>>,
     tick: Duration,
+    /// The tick in nanoseconds: rounding an instant to its tick divides 64-bit integers,
+    /// not the 128-bit ones `Duration::as_nanos` returns (a call into a slow helper).
+    tick_nanos: u64,
     /// The start of the tick the wheel has expired up to (exclusive).
     now_tick: u64,
     origin: Instant,
@@ -25,6 +28,7 @@ impl<T: Copy> TimerWheel<T> {
         Self {
             slots: (0..slots).map(|_| Vec::new()).collect(),
             tick,
+            tick_nanos: u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX),
             now_tick: 0,
             origin: now,
             len: 0,
@@ -33,7 +37,11 @@ impl<T: Copy> TimerWheel<T> {
 
     fn tick_of(&self, at: Instant) -> u64 {
         let since = at.saturating_duration_since(self.origin);
-        (since.as_nanos() / self.tick.as_nanos()) as u64
+        let nanos = since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()));
+        nanos / self.tick_nanos
     }
 
     /// Number of pending entries.
@@ -90,8 +98,7 @@ impl<T: Copy> TimerWheel<T> {
     /// The earliest instant at which [`expire`](Self::expire) can have work, if any entry
     /// is pending: the end of the current tick (cheap and never late by more than a tick).
     pub fn next_expiry(&self) -> Option<Instant> {
-        let tick_nanos = u64::try_from(self.tick.as_nanos()).unwrap_or(u64::MAX);
-        let end = Duration::from_nanos(tick_nanos.saturating_mul(self.now_tick + 1));
+        let end = Duration::from_nanos(self.tick_nanos.saturating_mul(self.now_tick + 1));
         (!self.is_empty()).then(|| self.origin + end)
     }
 }
