@@ -1,13 +1,33 @@
 //! A hashed timing wheel: O(1) insert, expiry in slot order, no cancellation (entries carry a
 //! [`TxnId`](crate::TxnId) and the transaction ignores timers it no longer has armed).
+//!
+//! Each slot is a linked list through one arena of nodes, and expired nodes go on a free
+//! list. A wheel therefore reaches its largest size once, when the most timers are pending
+//! at the same time, and never allocates again; with a `Vec` per slot, every slot grew on
+//! its own the first time a turn's worth of timers landed in it, which kept a core
+//! allocating (and faulting in fresh pages) for a whole turn of the wheel after start.
 
 use std::time::{Duration, Instant};
+
+/// The end of a list.
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug)]
+struct Node<T> {
+    at: Instant,
+    item: T,
+    next: u32,
+}
 
 /// Deadlines rounded up to a tick, in `slots` buckets. A deadline further away than one
 /// turn of the wheel waits in its bucket for later turns.
 #[derive(Debug)]
 pub struct TimerWheel<T> {
-    slots: Vec<Vec<(Instant, T)>>,
+    /// The first node of each slot's list.
+    heads: Vec<u32>,
+    nodes: Vec<Node<T>>,
+    /// The first unused node.
+    free: u32,
     tick: Duration,
     /// The tick in nanoseconds: rounding an instant to its tick divides 64-bit integers,
     /// not the 128-bit ones `Duration::as_nanos` returns (a call into a slow helper).
@@ -26,7 +46,9 @@ impl<T: Copy> TimerWheel<T> {
             "a wheel needs slots and a tick"
         );
         Self {
-            slots: (0..slots).map(|_| Vec::new()).collect(),
+            heads: vec![NIL; slots],
+            nodes: Vec::new(),
+            free: NIL,
             tick,
             tick_nanos: u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX),
             now_tick: 0,
@@ -65,30 +87,55 @@ impl<T: Copy> TimerWheel<T> {
         let tick = self
             .tick_of(at + self.tick - Duration::from_nanos(1))
             .max(self.now_tick);
-        let slot = (tick % self.slots.len() as u64) as usize;
-        self.slots[slot].push((at, item));
+        let slot = (tick % self.heads.len() as u64) as usize;
+        let next = self.heads[slot];
+        let node = Node { at, item, next };
+        let index = if self.free == NIL {
+            let index = u32::try_from(self.nodes.len()).expect("fewer than 2^32 timers pending");
+            self.nodes.push(node);
+            index
+        } else {
+            let index = self.free;
+            let reused = &mut self.nodes[index as usize];
+            self.free = reused.next;
+            *reused = node;
+            index
+        };
+        self.heads[slot] = index;
         self.len += 1;
     }
 
     /// Calls `fire` for every entry whose deadline is at or before `now`.
     pub fn expire(&mut self, now: Instant, mut fire: impl FnMut(T)) {
         let target = self.tick_of(now);
-        let turn = self.slots.len() as u64;
+        let turn = self.heads.len() as u64;
         // Past one full turn every bucket is visited once; no need to loop further.
         let last = target.min(self.now_tick + turn - 1);
         let mut tick = self.now_tick;
         while tick <= last {
             let slot = (tick % turn) as usize;
-            let bucket = &mut self.slots[slot];
-            let mut i = 0;
-            while i < bucket.len() {
-                if bucket[i].0 <= now {
-                    let (_, item) = bucket.swap_remove(i);
+            // Walk the list, unlinking what is due; `prev` is the node whose `next` (or the
+            // slot head, when NIL) points at `at`.
+            let mut prev = NIL;
+            let mut at = self.heads[slot];
+            while at != NIL {
+                let node = &self.nodes[at as usize];
+                let next = node.next;
+                if node.at <= now {
+                    let item = node.item;
+                    if prev == NIL {
+                        self.heads[slot] = next;
+                    } else {
+                        self.nodes[prev as usize].next = next;
+                    }
+                    self.nodes[at as usize].next = self.free;
+                    self.free = at;
                     self.len -= 1;
                     fire(item);
                 } else {
-                    i += 1;
+                    prev = at;
                 }
+                at = next;
             }
             tick += 1;
         }
@@ -100,5 +147,10 @@ impl<T: Copy> TimerWheel<T> {
     pub fn next_expiry(&self) -> Option<Instant> {
         let end = Duration::from_nanos(self.tick_nanos.saturating_mul(self.now_tick + 1));
         (!self.is_empty()).then(|| self.origin + end)
+    }
+
+    /// Nodes allocated: the most entries ever pending at once.
+    pub fn capacity(&self) -> usize {
+        self.nodes.len()
     }
 }

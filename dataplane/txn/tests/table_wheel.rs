@@ -102,3 +102,34 @@ fn a_deadline_in_the_past_fires_on_the_next_expiry() {
     wheel.expire(later, |id| fired = Some(id));
     assert_eq!(fired, Some(7));
 }
+
+#[test]
+fn a_steady_load_stops_allocating_once_the_most_timers_are_pending() {
+    // 40 timers a tick, each 3.2 turns ahead, for 20 turns: once the first deadlines are
+    // reached, expired nodes are reused and the arena never grows again.
+    let t0 = Instant::now();
+    let tick = Duration::from_millis(10);
+    let mut wheel = TimerWheel::new(t0, tick, 100);
+    let ahead = Duration::from_millis(3_200);
+    let mut fired = 0u64;
+    let mut most_pending = 0;
+    let mut capacity_after_ramp = None;
+    for step in 0..2_000u32 {
+        let now = t0 + tick * step;
+        wheel.expire(now, |at: Instant| {
+            assert!(at <= now, "fired early");
+            assert!(now - at <= tick, "fired late");
+            fired += 1;
+        });
+        for _ in 0..40 {
+            wheel.insert(now + ahead, now + ahead);
+        }
+        most_pending = most_pending.max(wheel.len());
+        if step == 400 {
+            capacity_after_ramp = Some(wheel.capacity());
+        }
+    }
+    assert_eq!(capacity_after_ramp, Some(wheel.capacity()));
+    assert_eq!(wheel.capacity(), most_pending);
+    assert_eq!(fired + wheel.len() as u64, 2_000 * 40);
+}
