@@ -34,6 +34,8 @@ pub(crate) struct ShardSockets {
     pub(crate) own: RawSocket,
     /// TCP, listening with SO_REUSEPORT on the listening address.
     pub(crate) listener: RawSocket,
+    /// The idle wait over the three, for the batched UDP path.
+    pub(crate) readable: udp::Readable,
 }
 
 /// Binds a core's sockets.
@@ -41,10 +43,15 @@ pub(crate) fn bind_sockets(
     config: &ProxyConfig,
     buffer_bytes: usize,
 ) -> std::io::Result<ShardSockets> {
+    let shared = udp::bind(config.listen, true, buffer_bytes)?;
+    let own = udp::bind(config.own_address(), false, buffer_bytes)?;
+    let listener = tcp_listener(config.listen)?;
+    let readable = udp::Readable::new([shared.as_raw_fd(), own.as_raw_fd(), listener.as_raw_fd()])?;
     Ok(ShardSockets {
-        shared: udp::bind(config.listen, true, buffer_bytes)?,
-        own: udp::bind(config.own_address(), false, buffer_bytes)?,
-        listener: tcp_listener(config.listen)?,
+        shared,
+        own,
+        listener,
+        readable,
     })
 }
 
@@ -66,7 +73,7 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<RawSocket> {
 /// How a core moves its datagrams (`--udp-io`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UdpIo {
-    /// `recvmmsg`/`sendmmsg`, 32 per call, and a poll(2) idle wait.
+    /// `recvmmsg`/`sendmmsg`, 32 per call, and an epoll idle wait.
     #[default]
     Batched,
     /// The core's own io_uring: receives kept armed, sends and re-arms submitted in one
@@ -207,6 +214,7 @@ pub(crate) async fn run(
         shared,
         own,
         listener,
+        readable,
     } = sockets;
     let listener_fd = listener.as_raw_fd();
     // SAFETY: the listener's descriptor is handed over to glommio, which now owns it.
@@ -255,7 +263,7 @@ pub(crate) async fn run(
     glommio::spawn_local(tcp::accept_loop(listener, Rc::clone(&shard))).detach();
     let publisher = Publisher::new(index, registry);
     match udp_io {
-        UdpIo::Batched => batched_loop(&shard, [&shared, &own], listener_fd, publisher).await,
+        UdpIo::Batched => batched_loop(&shard, [&shared, &own], &readable, publisher).await,
         UdpIo::Uring => crate::uring::run_loop(&shard, listener_fd, publisher).await,
     }
 }
@@ -288,12 +296,12 @@ pub(crate) fn tick(
 /// The `recvmmsg`/`sendmmsg` loop.
 ///
 /// When the core has no TCP connection and no S-CSCF, the loop waits for its sockets with
-/// one poll(2) that also watches the TCP listener; glommio's waits (an io_uring submission
+/// one epoll_wait that also watches the TCP listener; glommio's waits (an io_uring submission
 /// and allocations per wait) are used only while other tasks need the executor.
 async fn batched_loop(
     shard: &Rc<RefCell<Shard>>,
     [shared, own]: [&RawSocket; 2],
-    listener_fd: RawFd,
+    readable: &udp::Readable,
     mut publisher: Publisher,
 ) {
     let shared_wait = waiter(shared);
@@ -301,7 +309,7 @@ async fn batched_loop(
     let mut batch = RecvBatch::new();
     let mut next_tick = Instant::now() + TICK;
     let mut accept_pending = false;
-    // Which sockets to read: both after a glommio wait, those poll(2) flagged after a poll,
+    // Which sockets to read: both after a glommio wait, those epoll flagged after its wait,
     // and those whose last batch came back full.
     let mut ready = [true, true];
     loop {
@@ -338,10 +346,10 @@ async fn batched_loop(
         } else {
             if ticked {
                 // Once a tick, glommio takes its own completions (this loop is its main
-                // future: a yield runs its I/O poll and its tasks), whatever poll(2) saw.
+                // future: a yield runs its I/O poll and its tasks), whatever epoll saw.
                 future::yield_now().await;
             }
-            match udp::wait_readable([shared.as_raw_fd(), own.as_raw_fd(), listener_fd], idle) {
+            match readable.wait(idle) {
                 Ok(udp::Readiness::Ready([a, b, listener])) => {
                     ready = [a, b];
                     // A connection is waiting: the accept loop takes it during the next wait.

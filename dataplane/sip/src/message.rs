@@ -126,9 +126,28 @@ impl<'a> Message<'a> {
         let buf = &input[skip..];
         let line_end = find_crlf(buf, 0)?;
         let start_line = parse_start_line(&buf[..line_end])?;
-        let mut headers = ArrayVec::new();
-        let mut content_length = None;
-        let mut pos = line_end + 2;
+        // Built in the value returned, with one return on every path: the header table is
+        // most of a message's 3 KB, and assembling it elsewhere first cost a copy of it all.
+        let mut parsed = Ok(Self {
+            buf,
+            start_line,
+            headers: ArrayVec::new(),
+            headers_end: 0,
+            content_length: None,
+            parsed: ParsedOnce::default(),
+        });
+        if let Ok(msg) = &mut parsed
+            && let Err(error) = msg.parse_headers(line_end + 2, framing)
+        {
+            parsed = Err(error);
+        }
+        parsed
+    }
+
+    /// The header lines from `pos` and the body's extent, into a message whose start line
+    /// is parsed.
+    fn parse_headers(&mut self, mut pos: usize, framing: Framing) -> Result<(), ParseError> {
+        let buf = self.buf;
         let headers_end = loop {
             match buf.get(pos..pos + 2) {
                 Some(b"\r\n") => break pos,
@@ -137,35 +156,30 @@ impl<'a> Message<'a> {
             }
             let line = parse_header_line(buf, pos)?;
             if line.name == HeaderName::ContentLength {
-                if content_length.is_some() {
+                if self.content_length.is_some() {
                     return Err(ParseError::DuplicateHeader(HeaderName::ContentLength));
                 }
                 let value = &buf[line.value_start as usize..line.value_end as usize];
                 let n = text::parse_decimal(value, u64::from(u32::MAX))
                     .ok_or(ParseError::BadContentLength)?;
-                content_length = Some(n as u32);
+                self.content_length = Some(n as u32);
             }
             pos = line.end as usize;
-            headers
+            self.headers
                 .try_push(line)
                 .map_err(|_| ParseError::TooManyHeaders)?;
         };
         let body_start = headers_end + 2;
         let available = buf.len() - body_start;
-        let body_len = match (content_length, framing) {
+        let body_len = match (self.content_length, framing) {
             (Some(n), _) if n as usize > available => return Err(ParseError::BodyTruncated),
             (Some(n), _) => n as usize,
             (None, Framing::Datagram) => available,
             (None, Framing::Stream) => return Err(ParseError::MissingContentLength),
         };
-        Ok(Self {
-            buf: &buf[..body_start + body_len],
-            start_line,
-            headers,
-            headers_end: headers_end as u32,
-            content_length,
-            parsed: ParsedOnce::default(),
-        })
+        self.buf = &buf[..body_start + body_len];
+        self.headers_end = headers_end as u32;
+        Ok(())
     }
 
     /// The message bytes from the start line to the end of the body (octets after the body
