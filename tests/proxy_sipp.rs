@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{Calls, assert_calls_clean, calls_through, column, metric, scrape_until, start_proxy};
+use common::{
+    Calls, assert_calls_clean, calls_through, column, metric, scrape_until, start_proxy,
+    start_proxy_with,
+};
 
 #[test]
 fn two_thousand_calls_over_udp_complete_without_failure() {
@@ -133,4 +136,38 @@ fn a_180_after_the_200_does_not_disturb_the_call() {
     assert_eq!(count("ww_sip_absorbed_total"), 200);
     assert_eq!(count("ww_sip_transactions_total"), 400);
     assert_eq!(count("ww_sip_parse_errors_total"), 0);
+}
+
+#[test]
+fn under_load_a_core_waits_to_batch_its_datagrams_and_every_call_stays_clean() {
+    // 1,000 calls/s is 6,000 datagrams a second into the core, three times the load at which
+    // it starts to sleep a moment after each batch (--coalesce-us, 500 µs by default): the
+    // waits must show in the metrics, and not one call may fail or be retransmitted.
+    let proxy = start_proxy();
+    let run = Calls {
+        uas_stats: true,
+        ..Calls::plain(5000, 1000)
+    };
+    let stats = calls_through(proxy.listen, &run);
+    assert_calls_clean("uac", &stats.uac, 5000);
+    assert_calls_clean("uas", &stats.uas, 5000);
+    let text = scrape_until(proxy.metrics, "5000 BYEs", |t| {
+        metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 5000
+    });
+    assert!(
+        metric(&text, "ww_udp_coalesced_waits_total") > 0,
+        "no coalesced wait at 1,000 calls/s:\n{text}"
+    );
+    assert_eq!(metric(&text, "ww_sip_retransmissions_total"), 0);
+}
+
+#[test]
+fn coalescing_turned_off_never_waits() {
+    let proxy = start_proxy_with(&["--coalesce-us", "0"]);
+    let stats = calls_through(proxy.listen, &Calls::plain(2000, 1000)).uac;
+    assert_calls_clean("uac", &stats, 2000);
+    let text = scrape_until(proxy.metrics, "2000 BYEs", |t| {
+        metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 2000
+    });
+    assert_eq!(metric(&text, "ww_udp_coalesced_waits_total"), 0);
 }

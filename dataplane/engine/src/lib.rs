@@ -10,6 +10,7 @@
 //! each core's own io_uring (`UdpIo::Uring`).
 //! Counters are summed over cores when `/metrics` is scraped.
 
+mod coalesce;
 mod cores;
 pub mod metrics;
 pub mod scscf;
@@ -54,7 +55,16 @@ pub struct EngineConfig {
     pub scscf: Option<scscf::ScscfConfig>,
     /// How datagrams move.
     pub udp_io: UdpIo,
+    /// Under load, how long a core that serves UDP alone sleeps after handling datagrams
+    /// before it looks for more, so that one wake-up handles many: the latency it may add
+    /// per hop. Zero turns it off.
+    pub coalesce: Duration,
 }
+
+/// The default of [`EngineConfig::coalesce`]: at 4,000 calls/s it cut a core's wake-ups
+/// from about 3,900 to 1,100 a second, and its CPU per call by a sixth (docs/performance.md),
+/// for at most half a millisecond per hop, against SIP's timers of half a second and more.
+pub const DEFAULT_COALESCE: Duration = Duration::from_micros(500);
 
 impl EngineConfig {
     /// Defaults for one host: every online CPU, 1 Mi transactions per core.
@@ -71,6 +81,7 @@ impl EngineConfig {
             spin_before_park: Duration::ZERO,
             scscf: None,
             udp_io: UdpIo::default(),
+            coalesce: DEFAULT_COALESCE,
         }
     }
 }
@@ -158,6 +169,7 @@ impl Engine {
         let mut handles = Vec::with_capacity(bound.len());
         let udp_io = config.udp_io;
         let spins = !config.spin_before_park.is_zero();
+        let coalesce = config.coalesce;
         for (index, cpu, proxy, sockets) in bound {
             let setup = setups[index].take();
             let registry = registry.clone();
@@ -167,7 +179,14 @@ impl Engine {
                 builder = builder.spin_before_park(config.spin_before_park);
             }
             let handle = builder
-                .spawn(move || shard::run(index, proxy, sockets, registry, setup, udp_io, spins))
+                .spawn(move || {
+                    let io = shard::CoreIo {
+                        udp_io,
+                        spins,
+                        coalesce,
+                    };
+                    shard::run(index, proxy, sockets, registry, setup, io)
+                })
                 .map_err(|e| EngineError::Executor {
                     core: cpu,
                     message: e.to_string(),

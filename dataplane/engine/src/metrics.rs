@@ -21,6 +21,9 @@ pub struct CoreSnapshot {
     /// Receives that failed, and datagrams dropped before parsing (truncated, no
     /// readable source).
     pub receive_errors: u64,
+    /// Times the core waited under load before receiving, so one wake-up handled many
+    /// datagrams (`--coalesce-us`).
+    pub coalesced_waits: u64,
     /// Latency histograms since start.
     pub latency: Latency,
     /// Overload control's current admission rate, initial requests per second.
@@ -65,6 +68,7 @@ impl Registry {
                 total.active_transactions += s.active_transactions;
                 total.send_errors += s.send_errors;
                 total.receive_errors += s.receive_errors;
+                total.coalesced_waits += s.coalesced_waits;
                 total.latency.add(&s.latency);
                 total.admission_rate += s.admission_rate;
                 total.tcp_connections += s.tcp_connections;
@@ -169,6 +173,11 @@ impl Registry {
                 "ww_udp_receive_errors_total",
                 "UDP receives that failed and datagrams dropped before parsing",
                 t.receive_errors,
+            ),
+            (
+                "ww_udp_coalesced_waits_total",
+                "waits under load before receiving, so one wake-up handles many datagrams",
+                t.coalesced_waits,
             ),
             (
                 "ww_tcp_framing_errors_total",

@@ -14,6 +14,7 @@ use glommio::timer::Timer;
 use proxy::{Protocol, ProxyConfig, ProxyCore, Socket};
 use socket2::Socket as RawSocket;
 
+use crate::coalesce::Coalescer;
 use crate::metrics::{CoreSnapshot, Registry};
 use crate::scscf::store::AorStore;
 use crate::scscf::{self, ScscfCore};
@@ -81,6 +82,15 @@ pub enum UdpIo {
     Uring,
 }
 
+/// How a core moves and waits for its datagrams.
+pub(crate) struct CoreIo {
+    pub(crate) udp_io: UdpIo,
+    /// glommio spins before parking (`--spin-us`).
+    pub(crate) spins: bool,
+    /// The moderation window (`--coalesce-us`).
+    pub(crate) coalesce: Duration,
+}
+
 /// A core's datagram path.
 pub(crate) enum UdpPath {
     Batched {
@@ -137,6 +147,8 @@ pub(crate) struct Shard {
     pub(crate) udp: UdpPath,
     pub(crate) send_errors: u64,
     pub(crate) receive_errors: u64,
+    /// When the core waits before its next receive, under load.
+    pub(crate) coalescer: Coalescer,
     /// Connections registered while routing, opened once the shard is released.
     tcp_opened: Vec<tcp::NewConnection>,
     /// Transactions whose TCP message could not be queued.
@@ -207,9 +219,13 @@ pub(crate) async fn run(
     sockets: ShardSockets,
     registry: Registry,
     scscf: Option<scscf::CoreSetup>,
-    udp_io: UdpIo,
-    spins: bool,
+    io: CoreIo,
 ) {
+    let CoreIo {
+        udp_io,
+        spins,
+        coalesce,
+    } = io;
     let ShardSockets {
         shared,
         own,
@@ -255,6 +271,7 @@ pub(crate) async fn run(
         udp,
         send_errors: 0,
         receive_errors: 0,
+        coalescer: Coalescer::new(coalesce),
         tcp_opened: Vec::new(),
         tcp_failed: Vec::new(),
         scscf,
@@ -287,7 +304,11 @@ pub(crate) fn tick(
     if now < *next_tick {
         return false;
     }
-    shard.borrow_mut().core.on_timers(now);
+    {
+        let mut s = shard.borrow_mut();
+        s.core.on_timers(now);
+        s.coalescer.on_tick();
+    }
     publisher.maybe_publish(now, &shard.borrow());
     *next_tick = now + TICK;
     true
@@ -314,11 +335,15 @@ async fn batched_loop(
     let mut ready = [true, true];
     loop {
         let mut full = [false, false];
+        let mut handled = 0;
         for (i, socket) in [shared, own].into_iter().enumerate() {
             if ready[i] {
-                full[i] = drain(socket, &mut batch, shard) == udp::BATCH;
+                let received = drain(socket, &mut batch, shard);
+                full[i] = received == udp::BATCH;
+                handled += received;
             }
         }
+        shard.borrow_mut().coalescer.received(handled);
         let ticked = tick(shard, &mut publisher, &mut next_tick);
         Shard::route(shard);
         if full.contains(&true) {
@@ -348,6 +373,11 @@ async fn batched_loop(
                 // Once a tick, glommio takes its own completions (this loop is its main
                 // future: a yield runs its I/O poll and its tasks), whatever epoll saw.
                 future::yield_now().await;
+            }
+            let pause = shard.borrow_mut().coalescer.pause(handled);
+            if let Some(pause) = pause {
+                // Nothing else runs on this thread: a plain sleep, then whatever came.
+                std::thread::sleep(pause);
             }
             match readable.wait(idle) {
                 Ok(udp::Readiness::Ready([a, b, listener])) => {
@@ -424,6 +454,7 @@ impl Publisher {
         snapshot.admission_rate = s.core.load_monitor().rate();
         snapshot.send_errors = s.send_errors;
         snapshot.receive_errors = s.receive_errors;
+        snapshot.coalesced_waits = s.coalescer.waits;
         snapshot.tcp_connections = s.connections.len();
         snapshot.tcp_framing_errors = s.tcp_framing_errors;
         if let Some(scscf) = &s.scscf {

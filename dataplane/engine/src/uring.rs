@@ -627,7 +627,17 @@ pub(crate) async fn run_loop(
                 ring.submit_now();
             }
         });
+        shard.borrow_mut().coalescer.received(received);
         if received > 0 {
+            let pause = if alone {
+                shard.borrow_mut().coalescer.pause(received)
+            } else {
+                None
+            };
+            if let Some(pause) = pause {
+                // Moderation, as on the batched path; the sends went in `submit_now`.
+                std::thread::sleep(pause);
+            }
             glommio::yield_if_needed().await;
             continue;
         }

@@ -36,17 +36,20 @@ impl ProxyCore {
         status: u16,
         untagged: bool,
     ) {
-        let tag = route::local_tag(request);
+        let tag = if untagged {
+            ArrayVec::new()
+        } else {
+            route::local_tag(request)
+        };
         let Some(ctx) = self.table.get_mut(id) else {
             return;
         };
         let Ok(actions) = ctx.server.send_response(status, now) else {
             return;
         };
-        let tag: &[u8] = if untagged { b"" } else { &tag };
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        let built = build::response(request, status, tag, &[], &mut scratch).is_ok();
+        let built = build::response(request, status, &tag, &[], &mut scratch).is_ok();
         if built {
             self.keep_response(id, &scratch);
         }

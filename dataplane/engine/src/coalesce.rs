@@ -1,0 +1,104 @@
+//! Software interrupt moderation for a core that serves UDP alone.
+//!
+//! Every wake-up of a sleeping core costs a context switch, and on a virtual machine an
+//! exit from the guest's idle loop: at 4,000 calls/s a core woke about 3,900 times a
+//! second, and those wake-ups were the largest part of its CPU per call that no code of
+//! ours ran in. Under load, a core that has just handled datagrams therefore sleeps for a
+//! short window before it looks for more, so that one wake-up handles everything that
+//! arrived meanwhile. The window bounds the latency added per hop; the kernel's arrival
+//! stamps include it, so overload control sees it. A lightly loaded core never waits: each
+//! datagram is handled as it comes.
+
+use std::time::Duration;
+
+/// A core is busy when it received at least this many datagrams during the last timer
+/// tick (10 ms): 2,000 a second, some 300 calls a second. Below it nothing is delayed.
+pub(crate) const BUSY_PER_TICK: u64 = 20;
+
+/// Decides when a core waits before its next receive.
+#[derive(Debug)]
+pub(crate) struct Coalescer {
+    window: Duration,
+    this_tick: u64,
+    busy: bool,
+    /// Waits taken since start, for `/metrics`.
+    pub(crate) waits: u64,
+}
+
+impl Coalescer {
+    /// `window` zero turns moderation off.
+    pub(crate) fn new(window: Duration) -> Self {
+        Self {
+            window,
+            this_tick: 0,
+            busy: false,
+            waits: 0,
+        }
+    }
+
+    /// Counts the datagrams a loop turn handled.
+    pub(crate) fn received(&mut self, datagrams: usize) {
+        self.this_tick += datagrams as u64;
+    }
+
+    /// At each timer tick: the load of the tick that ended decides the next one.
+    pub(crate) fn on_tick(&mut self) {
+        self.busy = self.this_tick >= BUSY_PER_TICK;
+        self.this_tick = 0;
+    }
+
+    /// How long to sleep now, after a turn that handled `handled` datagrams and flushed
+    /// what it had to send: the window while the core is busy, nothing otherwise.
+    pub(crate) fn pause(&mut self, handled: usize) -> Option<Duration> {
+        if !self.busy || handled == 0 || self.window.is_zero() {
+            return None;
+        }
+        self.waits += 1;
+        Some(self.window)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_micros(500);
+
+    #[test]
+    fn a_light_load_is_never_delayed() {
+        let mut c = Coalescer::new(WINDOW);
+        for _ in 0..10 {
+            c.received(1);
+            assert_eq!(c.pause(1), None);
+        }
+        c.on_tick();
+        assert_eq!(c.pause(1), None, "10 datagrams in a tick is not busy");
+        assert_eq!(c.waits, 0);
+    }
+
+    #[test]
+    fn a_busy_tick_makes_the_next_turns_wait_until_the_load_drops() {
+        let mut c = Coalescer::new(WINDOW);
+        c.received(BUSY_PER_TICK as usize);
+        assert_eq!(c.pause(5), None, "busy is decided at the tick");
+        c.on_tick();
+        assert_eq!(c.pause(5), Some(WINDOW));
+        assert_eq!(
+            c.pause(0),
+            None,
+            "a turn that handled nothing does not wait"
+        );
+        c.received(3);
+        c.on_tick();
+        assert_eq!(c.pause(3), None, "the load dropped");
+        assert_eq!(c.waits, 1);
+    }
+
+    #[test]
+    fn a_zero_window_turns_it_off() {
+        let mut c = Coalescer::new(Duration::ZERO);
+        c.received(10_000);
+        c.on_tick();
+        assert_eq!(c.pause(100), None);
+    }
+}
