@@ -271,7 +271,7 @@ pub(crate) async fn run(
         udp,
         send_errors: 0,
         receive_errors: 0,
-        coalescer: Coalescer::new(coalesce),
+        coalescer: Coalescer::new(coalesce, TICK),
         tcp_opened: Vec::new(),
         tcp_failed: Vec::new(),
         scscf,
