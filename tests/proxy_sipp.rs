@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    Calls, assert_calls_clean, calls_through, column, metric, scrape_until, start_proxy,
-    start_proxy_with,
+    Calls, assert_calls_clean, calls_through, clean_calls_through, column, metric, scrape_until,
+    start_proxy, start_proxy_with,
 };
 
 #[test]
@@ -44,12 +44,7 @@ fn two_thousand_calls_over_tcp_complete_without_failure() {
         uas_stats: true,
         ..Calls::plain(2000, 200)
     };
-    let stats = calls_through(proxy.listen, &run);
-    assert_calls_clean("uac", &stats.uac, 2000);
-    assert_calls_clean("uas", &stats.uas, 2000);
-    let text = scrape_until(proxy.metrics, "2,000 BYEs", |t| {
-        metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 2000
-    });
+    let text = clean_calls_through(&proxy, &run);
     assert_eq!(metric(&text, "ww_sip_transactions_total"), 4000);
     assert_eq!(metric(&text, "ww_sip_retransmissions_total"), 0);
     assert_eq!(metric(&text, "ww_tcp_framing_errors_total"), 0);
@@ -148,12 +143,7 @@ fn under_load_a_core_waits_to_batch_its_datagrams_and_every_call_stays_clean() {
         uas_stats: true,
         ..Calls::plain(5000, 1000)
     };
-    let stats = calls_through(proxy.listen, &run);
-    assert_calls_clean("uac", &stats.uac, 5000);
-    assert_calls_clean("uas", &stats.uas, 5000);
-    let text = scrape_until(proxy.metrics, "5000 BYEs", |t| {
-        metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 5000
-    });
+    let text = clean_calls_through(&proxy, &run);
     let waits = metric(&text, "ww_udp_coalesced_waits_total");
     // test.sh runs this suite on both UDP paths; the io_uring path does not moderate.
     if std::env::var("WW_UDP_IO").is_ok_and(|io| io == "uring") {
@@ -167,10 +157,6 @@ fn under_load_a_core_waits_to_batch_its_datagrams_and_every_call_stays_clean() {
 #[test]
 fn coalescing_turned_off_never_waits() {
     let proxy = start_proxy_with(&["--coalesce-us", "0"]);
-    let stats = calls_through(proxy.listen, &Calls::plain(2000, 1000)).uac;
-    assert_calls_clean("uac", &stats, 2000);
-    let text = scrape_until(proxy.metrics, "2000 BYEs", |t| {
-        metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 2000
-    });
+    let text = clean_calls_through(&proxy, &Calls::plain(2000, 1000));
     assert_eq!(metric(&text, "ww_udp_coalesced_waits_total"), 0);
 }

@@ -8,9 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::{
-    Calls, assert_calls_clean, calls_through, column, metric, scrape_until, start_proxy_with,
-};
+use common::{Calls, calls_through, clean_calls_through, column, metric, start_proxy_with};
 
 #[test]
 fn two_thousand_udp_calls_on_io_uring_complete_without_retransmission() {
@@ -19,12 +17,7 @@ fn two_thousand_udp_calls_on_io_uring_complete_without_retransmission() {
         uas_stats: true,
         ..Calls::plain(2000, 400)
     };
-    let stats = calls_through(proxy.listen, &run);
-    assert_calls_clean("uac", &stats.uac, 2000);
-    assert_calls_clean("uas", &stats.uas, 2000);
-    let text = scrape_until(proxy.metrics, "2,000 BYEs", |t| {
-        metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 2000
-    });
+    let text = clean_calls_through(&proxy, &run);
     assert_eq!(metric(&text, "ww_sip_transactions_total"), 4000);
     assert_eq!(metric(&text, "ww_udp_send_errors_total"), 0);
     assert_eq!(metric(&text, "ww_sip_retransmissions_total"), 0);
@@ -43,12 +36,7 @@ fn udp_on_io_uring_beside_a_tcp_connection_wakes_through_glommio() {
         uas_stats: true,
         ..Calls::plain(1000, 200)
     };
-    let stats = calls_through(proxy.listen, &run);
-    assert_calls_clean("uac", &stats.uac, 1000);
-    assert_calls_clean("uas", &stats.uas, 1000);
-    let text = scrape_until(proxy.metrics, "1,000 BYEs", |t| {
-        metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= 1000
-    });
+    let text = clean_calls_through(&proxy, &run);
     assert_eq!(metric(&text, "ww_tcp_connections"), 1);
     assert_eq!(metric(&text, "ww_sip_retransmissions_total"), 0);
     drop(idle);

@@ -418,6 +418,19 @@ pub(crate) fn http_status(server: SocketAddr, path: &str) -> u16 {
 
 /// No call of either side failed, met an unexpected message, or needed a retransmission
 /// (loopback loses nothing, so a retransmission means a message went missing in the proxy).
+/// Runs `run` through `proxy`, checks that every call was clean on the UAC's side (and the
+/// UAS's, when it keeps statistics), and returns the proxy's metrics once every BYE shows.
+pub(crate) fn clean_calls_through(proxy: &Proxy, run: &Calls<'_>) -> String {
+    let stats = calls_through(proxy.listen, run);
+    assert_calls_clean("uac", &stats.uac, u64::from(run.calls));
+    if run.uas_stats {
+        assert_calls_clean("uas", &stats.uas, u64::from(run.calls));
+    }
+    scrape_until(proxy.metrics, "every BYE", |t| {
+        metric(t, "ww_sip_requests_in_total{method=\"BYE\"}") >= u64::from(run.calls)
+    })
+}
+
 pub(crate) fn assert_calls_clean(side: &str, stats: &str, calls: u64) {
     for (name, want) in [
         ("SuccessfulCall(C)", calls),
