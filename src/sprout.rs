@@ -110,8 +110,13 @@ pub(crate) struct SproutArgs {
     /// Under load (when a window would gather 8 datagrams or more: 16,000 a second at
     /// 500 µs), microseconds a core that serves UDP alone on the batched path sleeps after
     /// handling datagrams before it looks for more, so that one wake-up handles many: the
-    /// latency it may add per hop (0: off).
-    #[arg(long, default_value_t = engine::DEFAULT_COALESCE.as_micros() as u64, env = "WW_COALESCE_US")]
+    /// latency it may add per hop (0: off; at most 10,000, a timer tick).
+    #[arg(
+        long,
+        default_value_t = engine::DEFAULT_COALESCE.as_micros() as u64,
+        value_parser = clap::value_parser!(u64).range(0..=10_000),
+        env = "WW_COALESCE_US"
+    )]
     coalesce_us: u64,
     /// RFC 3261 T1 in milliseconds.
     #[arg(long, default_value_t = 500, env = "WW_T1_MS")]

@@ -37,6 +37,7 @@ impl Coalescer {
     /// Moderation with `window` for a core whose timers tick every `tick`; a zero window
     /// turns it off.
     pub(crate) fn new(window: Duration, tick: Duration) -> Self {
+        let window = window.min(tick);
         let windows_per_tick = tick.as_nanos().div_ceil(window.as_nanos().max(1));
         Self {
             window,
@@ -114,6 +115,14 @@ mod tests {
         c.on_tick();
         assert_eq!(c.pause(3), None, "the load dropped");
         assert_eq!(c.waits, 1);
+    }
+
+    #[test]
+    fn a_window_longer_than_a_tick_is_a_tick() {
+        let mut c = Coalescer::new(Duration::from_millis(50), TICK);
+        c.received(1_000);
+        c.on_tick();
+        assert_eq!(c.pause(1), Some(TICK));
     }
 
     #[test]

@@ -57,7 +57,8 @@ pub struct EngineConfig {
     pub udp_io: UdpIo,
     /// Under load, how long a core that serves UDP alone sleeps after handling datagrams
     /// before it looks for more, so that one wake-up handles many: the latency it may add
-    /// per hop. Zero turns it off.
+    /// per hop. Zero turns it off; more than a timer tick (10 ms) is taken as a tick, so
+    /// timers and new connections never wait longer than that.
     pub coalesce: Duration,
 }
 

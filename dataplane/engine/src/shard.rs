@@ -351,10 +351,10 @@ async fn batched_loop(
             glommio::yield_if_needed().await;
             continue;
         }
-        let idle = next_tick.saturating_duration_since(Instant::now());
         if accept_pending || tasks_need_executor(shard) {
             // Other tasks need the executor: wait through glommio so they run meanwhile.
             accept_pending = false;
+            let idle = next_tick.saturating_duration_since(Instant::now());
             let mut peek_shared = [0u8; 1];
             let mut peek_own = [0u8; 1];
             let shared_ready = async {
@@ -373,12 +373,18 @@ async fn batched_loop(
                 // Once a tick, glommio takes its own completions (this loop is its main
                 // future: a yield runs its I/O poll and its tasks), whatever epoll saw.
                 future::yield_now().await;
+                if tasks_need_executor(shard) {
+                    // That yield accepted a connection: its tasks need glommio's wait.
+                    ready = [true, true];
+                    continue;
+                }
             }
             let pause = shard.borrow_mut().coalescer.pause(handled);
             if let Some(pause) = pause {
                 // Nothing else runs on this thread: a plain sleep, then whatever came.
                 std::thread::sleep(pause);
             }
+            let idle = next_tick.saturating_duration_since(Instant::now());
             match readable.wait(idle) {
                 Ok(udp::Readiness::Ready([a, b, listener])) => {
                     ready = [a, b];
