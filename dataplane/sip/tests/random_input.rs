@@ -231,6 +231,25 @@ fn check(input: &[u8], rng: &mut Rng) {
             assert_eq!(status, expected, "responses are dropped, requests answered");
         }
     }
+    if sip::is_initial_request(input) {
+        // Overload control drops what the peek calls initial unparsed: where the parser
+        // can read the message, it must agree (never an ACK, CANCEL, OPTIONS, response or
+        // a request with a To tag).
+        if let Ok(msg) = &datagram {
+            let method = msg.method();
+            assert!(
+                method.is_some_and(|m| !matches!(
+                    m,
+                    sip::Method::Ack | sip::Method::Cancel | sip::Method::Options
+                )),
+                "peeked initial: {method:?}"
+            );
+            assert!(
+                msg.to().map_or(true, |to| to.tag().is_none()),
+                "peeked initial with a To tag"
+            );
+        }
+    }
     if let Ok(msg) = &datagram {
         exercise(msg, valid);
     }
