@@ -95,6 +95,11 @@ pub(crate) struct SproutArgs {
     /// rate is steered to, in milliseconds (Clearwater's Sprout default: 10).
     #[arg(long, default_value_t = 10, env = "WW_TARGET_LATENCY_MS")]
     target_latency_ms: u64,
+    /// Overload control: an initial request that waited longer than this in the socket, in
+    /// milliseconds, is shed before it is parsed (UDP: its sender retransmits) or refused
+    /// 503 (TCP).
+    #[arg(long, default_value_t = 100, env = "WW_MAX_QUEUE_DELAY_MS")]
+    max_queue_delay_ms: u64,
     /// Overload control: the highest admission rate per core, initial requests per second.
     #[arg(long, default_value_t = 100_000, env = "WW_MAX_ADMISSION_RATE")]
     max_admission_rate: u32,
@@ -174,6 +179,7 @@ pub(crate) fn run(args: SproutArgs, scscf: Option<ScscfConfig>) -> ExitCode {
     config.coalesce = Duration::from_micros(args.coalesce_us);
     config.overload.target_latency = Duration::from_millis(args.target_latency_ms);
     config.overload.max_rate = f64::from(args.max_admission_rate);
+    config.overload.max_queue_delay = Duration::from_millis(args.max_queue_delay_ms);
     let role = scscf.as_ref().map_or_else(
         || "proxy".to_owned(),
         |s| format!("S-CSCF for {}", s.home_domain),

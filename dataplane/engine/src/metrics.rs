@@ -145,6 +145,11 @@ impl Registry {
                 s.overload_rejections,
             ),
             (
+                "ww_sip_overload_drops_total",
+                "initial requests shed unparsed by overload control: they waited too long in the socket",
+                s.overload_drops,
+            ),
+            (
                 "ww_sip_stateless_responses_total",
                 "responses forwarded without a transaction",
                 s.stateless_responses,

@@ -22,6 +22,9 @@ pub struct Stats {
     pub table_full: u64,
     /// Requests refused by overload control.
     pub overload_rejections: u64,
+    /// Initial requests that waited too long in the socket, shed unparsed by overload
+    /// control (their senders retransmit).
+    pub overload_drops: u64,
     /// Responses forwarded without a matching transaction (RFC 3261 §16.7 step 2).
     pub stateless_responses: u64,
     /// Client transactions that timed out (Timer B or F).
@@ -91,6 +94,7 @@ impl Stats {
         self.absorbed += other.absorbed;
         self.table_full += other.table_full;
         self.overload_rejections += other.overload_rejections;
+        self.overload_drops += other.overload_drops;
         self.stateless_responses += other.stateless_responses;
         self.timeouts += other.timeouts;
         self.transactions_created += other.transactions_created;

@@ -32,6 +32,7 @@ impl ProxyCore {
             response: Vec::new(),
             scheduled: None,
             received: incoming.received,
+            monitored: incoming.monitored,
             provisional_sent: false,
             method: method_index(method),
             responses: ResponseContext::new(1),
@@ -68,11 +69,19 @@ impl ProxyCore {
             .filter(|bytes| !bytes.is_empty())
     }
 
-    /// Takes a deferred transaction's request out, or `None` if it is gone or was resumed.
-    fn take_original(&mut self, id: TxnId) -> Option<Vec<u8>> {
+    /// Takes a deferred transaction's request out, or `None` if it is gone or was resumed;
+    /// overload control sees how long the request waited for the engine's answer.
+    fn take_original(&mut self, now: Instant, id: TxnId) -> Option<Vec<u8>> {
         let ctx = self.table.get_mut(id)?;
         let original = std::mem::take(&mut ctx.original);
-        (!original.is_empty()).then_some(original)
+        if original.is_empty() {
+            return None;
+        }
+        if std::mem::take(&mut ctx.monitored) {
+            self.monitor
+                .request_complete(now.saturating_duration_since(ctx.received), now);
+        }
+        Some(original)
     }
 
     /// Answers a deferred request with `status` and `headers` (each a header line: name
@@ -87,7 +96,7 @@ impl ProxyCore {
         to_tag: Option<&[u8]>,
         headers: &[(&'static str, &[u8])],
     ) {
-        let Some(original) = self.take_original(id) else {
+        let Some(original) = self.take_original(now, id) else {
             return;
         };
         if let Ok(request) = Message::parse(&original) {
@@ -117,7 +126,7 @@ impl ProxyCore {
             self.answer_deferred(now, id, 480, None, &[]);
             return;
         }
-        let Some(original) = self.take_original(id) else {
+        let Some(original) = self.take_original(now, id) else {
             return;
         };
         let forwarded = Message::parse(&original).ok().and_then(|msg| {
@@ -182,6 +191,7 @@ impl ProxyCore {
             response: Vec::new(),
             scheduled: None,
             received: now,
+            monitored: false,
             provisional_sent: false,
             method: method_index(method),
             responses: ResponseContext::new(1),

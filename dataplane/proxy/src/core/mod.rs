@@ -217,6 +217,9 @@ struct Context {
     scheduled: Option<Instant>,
     /// When the request reached the socket, for the latency histograms.
     received: Instant,
+    /// An initial request that overload control admitted and that was deferred: its
+    /// latency is sampled when the engine's answer lets it go on.
+    monitored: bool,
     provisional_sent: bool,
     /// The request's slot in the per-method counters.
     method: usize,
@@ -437,6 +440,18 @@ impl ProxyCore {
         datagram: &[u8],
     ) {
         self.arrived_over = protocol;
+        // A datagram that would start new work while the core is behind is shed before it
+        // costs a parse: its sender retransmits, and the requests behind it are the ones
+        // worth serving. Over TCP nothing retransmits, so it is refused 503 later.
+        if protocol == Protocol::Udp
+            && self
+                .monitor
+                .should_drop(now.saturating_duration_since(received), now)
+            && sip::is_initial_request(datagram)
+        {
+            self.stats.overload_drops += 1;
+            return;
+        }
         let framing = match protocol {
             Protocol::Udp => sip::Framing::Datagram,
             Protocol::Tcp => sip::Framing::Stream,

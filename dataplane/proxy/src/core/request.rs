@@ -50,6 +50,17 @@ impl ProxyCore {
             self.apply_server(now, id, actions);
             return;
         }
+        if msg
+            .to()
+            .ok()
+            .and_then(|to| to.tag())
+            .is_some_and(|tag| tag == route::local_tag(msg).as_slice())
+        {
+            // The ACK for a response we generated without a transaction (a 503 from
+            // overload control, most often): it ends here, as the transaction's would.
+            self.stats.absorbed += 1;
+            return;
+        }
         // An ACK for a 2xx is a transaction of its own and is forwarded statelessly.
         self.forward_stateless(msg);
     }
@@ -148,14 +159,12 @@ impl ProxyCore {
         }
         // ACK and CANCEL never reach here; OPTIONS and in-dialog requests are never shed.
         let initial = msg.to().ok().is_some_and(|to| to.tag().is_none());
-        if initial && method != Method::Options {
-            if !self.monitor.admit(now) {
-                self.stats.overload_rejections += 1;
-                self.respond(msg, from, 503, &[("Retry-After", RETRY_AFTER)]);
-                return;
-            }
-            self.monitor
-                .request_complete(now.saturating_duration_since(received), now);
+        let monitored = initial && method != Method::Options;
+        let queued = now.saturating_duration_since(received);
+        if monitored && (self.monitor.is_stale(queued) || !self.monitor.admit(now)) {
+            self.stats.overload_rejections += 1;
+            self.respond(msg, from, 503, &[("Retry-After", RETRY_AFTER)]);
+            return;
         }
         if let Err(refusal) = msg.proxy_precheck(SUPPORTED) {
             if method == Method::Options && self.is_addressed_to_us(msg) {
@@ -199,6 +208,10 @@ impl ProxyCore {
             Routing::Forward if targets.is_empty() => Some(480),
             Routing::Forward | Routing::Defer => None,
         };
+        // A deferred request's latency runs until the engine's answer lets it go on.
+        if monitored && routing != Routing::Defer {
+            self.monitor.request_complete(queued, now);
+        }
         if let Some(status) = refusal {
             self.targets = targets;
             let mut value = ArrayVec::<u8, 512>::new();
@@ -220,6 +233,7 @@ impl ProxyCore {
             from,
             key,
             loop_hash,
+            monitored,
         };
         if routing == Routing::Defer {
             self.defer(now, incoming, msg, method);
@@ -246,6 +260,7 @@ impl ProxyCore {
             from,
             key,
             loop_hash,
+            ..
         } = incoming;
         let kind = Kind::of(method);
         let upstream_protocol = self.arrived_over;
@@ -263,6 +278,7 @@ impl ProxyCore {
             response: Vec::new(),
             scheduled: None,
             received,
+            monitored: false,
             provisional_sent: false,
             method: method_index(method),
             responses: ResponseContext::new(targets.len()),
@@ -483,6 +499,8 @@ impl ProxyCore {
 /// A new request, as it arrived.
 pub(super) struct Incoming {
     pub(super) received: Instant,
+    /// Admitted by overload control, which samples its latency.
+    pub(super) monitored: bool,
     pub(super) from: SocketAddr,
     pub(super) key: TxnKey,
     pub(super) loop_hash: u64,

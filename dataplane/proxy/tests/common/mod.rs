@@ -224,6 +224,22 @@ impl Harness {
         self.drain()
     }
 
+    /// Feeds one message that waited `queued` in its socket before the core saw it.
+    pub fn send_queued(
+        &mut self,
+        protocol: proxy::Protocol,
+        from: &str,
+        bytes: &[u8],
+        queued: Duration,
+    ) -> Vec<Sent> {
+        let received = self.now;
+        self.now += queued;
+        let now = self.now;
+        self.core
+            .on_message(now, received, addr(from), protocol, bytes);
+        self.drain()
+    }
+
     /// What the core has queued since the last drain (after a direct call on `core`).
     pub fn drain_now(&mut self) -> Vec<Sent> {
         self.drain()
