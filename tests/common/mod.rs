@@ -71,6 +71,12 @@ pub(crate) struct Proxy {
     pub(crate) metrics: SocketAddr,
 }
 
+impl Proxy {
+    pub(crate) fn pid(&self) -> u32 {
+        self._process.0.id()
+    }
+}
+
 /// Starts the proxy on one core and waits until its metrics endpoint answers.
 pub(crate) fn start_proxy() -> Proxy {
     start_proxy_with(&[])
