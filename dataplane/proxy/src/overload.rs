@@ -12,7 +12,8 @@
 //!   off for a few milliseconds, delays some requests but leaves others quick; only a
 //!   standing queue delays them all;
 //! - a decrease cuts below what was really admitted over the last second or so (the
-//!   permitted rate may be far above it; a single period can be a stall), then waits for
+//!   permitted rate may be far above it), but at most by half (a single period can be a
+//!   stall, such as a fresh process's first 100 ms under a quota), then waits for
 //!   latency samples of requests that arrived after the cut before cutting again;
 //! - the bucket holds at most 50 ms of the current rate, so a burst cannot queue more;
 //! - an initial request that already waited longer than `max_queue_delay` in the socket is
@@ -32,8 +33,13 @@ const REQUESTS_BEFORE_ADJUSTMENT: u32 = 20;
 const ADJUST_PERIOD: Duration = Duration::from_millis(100);
 /// Above this relative latency error the rate is cut by [`DECREASE_FACTOR`].
 const DECREASE_THRESHOLD: f64 = 0.0;
-/// A cut sets the rate to what was admitted in the period divided by this.
+/// A cut sets the rate to what was admitted in the period divided by this...
 const DECREASE_FACTOR: f64 = 1.1;
+/// ...but never below this fraction of the rate it cuts: one period's admissions can be
+/// those of a stall (a fresh process faulting its pages in under a CPU quota admits a
+/// hundred a second for its first 100 ms), and one bad sample must not cost seconds of
+/// refusals at a fraction of capacity.
+const DEEPEST_CUT: f64 = 0.5;
 /// Below this relative latency error the rate grows by `-error` times the larger of
 /// [`INCREASE_FRACTION`] of the rate and [`INCREASE_FLOOR`] of the bucket size.
 const INCREASE_THRESHOLD: f64 = -0.005;
@@ -90,10 +96,14 @@ pub struct LoadMonitor {
     least_latency: f64,
     completed: u32,
     admitted_in_period: u32,
+    /// Where the admitted rate of this period is measured from: the last adjustment, or
+    /// the first admission after a whole idle period (otherwise the first burst after a
+    /// quiet spell would look like a trickle, and the first cut would take the rate from
+    /// thousands to tens).
+    period_started: Instant,
     /// Initial requests admitted per second, averaged over about [`ADMITTED_WINDOW`].
     admitted_rate: Option<f64>,
     penalties: u32,
-    adjusted: Instant,
     /// No cut before this: the samples until then are of requests that arrived before the
     /// last cut took effect.
     hold_cuts_until: Instant,
@@ -111,9 +121,9 @@ impl LoadMonitor {
             least_latency: f64::INFINITY,
             completed: 0,
             admitted_in_period: 0,
+            period_started: now,
             admitted_rate: None,
             penalties: 0,
-            adjusted: now,
             hold_cuts_until: now,
             config,
         }
@@ -124,6 +134,11 @@ impl LoadMonitor {
         self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
+            if self.admitted_in_period == 0
+                && now.saturating_duration_since(self.period_started) >= ADJUST_PERIOD
+            {
+                self.period_started = now;
+            }
             self.admitted_in_period += 1;
             true
         } else {
@@ -146,7 +161,7 @@ impl LoadMonitor {
         self.smoothed_latency = Some(smoothed);
         self.least_latency = self.least_latency.min(sample);
         self.completed += 1;
-        let period = now.saturating_duration_since(self.adjusted);
+        let period = now.saturating_duration_since(self.period_started);
         if self.completed < REQUESTS_BEFORE_ADJUSTMENT || period < ADJUST_PERIOD {
             return;
         }
@@ -161,7 +176,8 @@ impl LoadMonitor {
         self.admitted_rate = Some(admitted);
         if error > DECREASE_THRESHOLD || self.penalties > 0 {
             if now >= self.hold_cuts_until {
-                self.rate = self.rate.min(admitted.max(used)) / DECREASE_FACTOR;
+                let cut = self.rate.min(admitted.max(used)) / DECREASE_FACTOR;
+                self.rate = cut.max(self.rate * DEEPEST_CUT);
                 self.hold_cuts_until = now + Duration::from_secs_f64(smoothed) + ADJUST_PERIOD;
             }
         } else if error < INCREASE_THRESHOLD && used > self.rate / 2.0 {
@@ -173,7 +189,7 @@ impl LoadMonitor {
         self.least_latency = f64::INFINITY;
         self.admitted_in_period = 0;
         self.penalties = 0;
-        self.adjusted = now;
+        self.period_started = now;
     }
 
     /// The current refill rate, tokens per second.
@@ -323,9 +339,34 @@ mod tests {
     }
 
     #[test]
+    fn overload_that_starts_after_an_idle_spell_is_cut_from_its_own_rate() {
+        let t0 = Instant::now();
+        let config = OverloadConfig {
+            initial_rate: 1_500.0,
+            ..OverloadConfig::default()
+        };
+        let mut m = LoadMonitor::new(config, t0);
+        // A quiet minute, then 1,000 a second admitted, each having waited 50 ms. Measured
+        // from the monitor's start, that is a trickle, and the cut would go as deep as it
+        // may (half).
+        let mut now = t0 + Duration::from_secs(60);
+        for _ in 0..150 {
+            now += ms(1);
+            assert!(m.admit(now));
+            m.request_complete(ms(50), now);
+        }
+        let cut = m.rate();
+        assert!((800.0..1_000.0).contains(&cut), "rate {cut}");
+    }
+
+    #[test]
     fn a_cut_goes_below_what_was_admitted_and_waits_for_fresh_samples() {
         let t0 = Instant::now();
-        let mut m = LoadMonitor::new(OverloadConfig::default(), t0);
+        let config = OverloadConfig {
+            initial_rate: 1_500.0,
+            ..OverloadConfig::default()
+        };
+        let mut m = LoadMonitor::new(config, t0);
         // 1,000 a second admitted, each having waited 50 ms: far above the 10 ms target.
         let mut now = t0;
         for _ in 0..100 {
@@ -348,6 +389,20 @@ mod tests {
             m.request_complete(ms(50), now);
         }
         assert!(m.rate() < cut);
+    }
+
+    #[test]
+    fn one_slow_period_at_most_halves_the_rate() {
+        let t0 = Instant::now();
+        let mut m = LoadMonitor::new(OverloadConfig::default(), t0);
+        // A fresh process under a quota: 20 requests in its first 200 ms, each 150 ms late.
+        let mut now = t0;
+        for _ in 0..20 {
+            now += ms(10);
+            assert!(m.admit(now));
+            m.request_complete(ms(150), now);
+        }
+        assert_eq!(m.rate(), 20_000.0 * DEEPEST_CUT);
     }
 
     #[test]
