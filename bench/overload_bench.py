@@ -4,8 +4,9 @@ Kamailio under the same CPU quota, in one run. See bench/README.md.
 The server under test is pinned to one core and held to a fraction of it by a CPU cgroup
 (v1 `cpu.cfs_quota_us`, or v2 `cpu.max`), so that its capacity is far below what SIPp on the
 other core can offer: SIPp then drives it to several times its capacity. Goodput = calls
-(or registrations) that completed successfully per second of offered load; failed calls
-(503s, time-outs) do not count. A server holds up under overload when its goodput at twice
+(or registrations) that completed successfully while the load was offered, per second of
+it; failed calls (503s, time-outs) do not count, nor do calls that only completed after the
+load stopped (a backlog drained, or SIPp's retransmissions let in late: reported apart). A server holds up under overload when its goodput at twice
 and four times its capacity stays near its best.
 
 Two loads:
@@ -215,6 +216,17 @@ def whitewater_metrics(run, port):
     return out
 
 
+# What the controller did, sampled during a run (timeline.csv in the raw directory).
+TIMELINE = ("ww_overload_admission_rate", "ww_sip_overload_rejections_total",
+            "ww_sip_overload_drops_total", "ww_sip_requests_in_total")
+
+
+def write_timeline(path, rows):
+    lines = ["seconds;" + ";".join(TIMELINE)]
+    lines += [";".join(f"{v:.2f}" if i == 0 else f"{v:.0f}" for i, v in enumerate(r)) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
 # ---------------------------------------------------------------- one measurement
 
 
@@ -250,10 +262,15 @@ def measure(run, args, quota, name, rate, label, rawdir):
         before = whitewater_metrics(run, ports["metrics"]) if name == "whitewater" else {}
         throttled0, cpu0, t0 = quota.throttled(), server.cpu(), time.monotonic()
         rss_peak = 0.0
+        timeline = []
         p = run.start(uac, cwd, "uac.out", args.sipp_core)
         while p.poll() is None:
             rss_peak = max(rss_peak, server.rss_mb())
-            time.sleep(0.5)
+            if name == "whitewater":
+                m = whitewater_metrics(run, ports["metrics"])
+                timeline.append((time.monotonic() - t0, *(m.get(k, 0.0) for k in TIMELINE)))
+            time.sleep(0.25)
+        write_timeline(cwd / "timeline.csv", timeline)
         run.STARTED.remove(p)
         wall = time.monotonic() - t0
         alive = server.alive()
@@ -267,26 +284,51 @@ def measure(run, args, quota, name, rate, label, rawdir):
         run.cap_file(cwd / f)
     stats = run.parse_stat_csv(cwd / "uac_stat.csv")
     ok, failed = run.counter(stats, "SuccessfulCall"), run.counter(stats, "FailedCall")
+    ok_during = successes_by(cwd / "uac_stat.csv", args.duration)
 
     def delta(metric):
         return after.get(metric, 0.0) - before.get(metric, 0.0) if after else None
 
     r = {
         "label": label, "server": name, "load": args.load, "rate": rate, "offered": count,
-        "ok": ok, "failed": failed, "retrans": run.counter(stats, "Retransmissions"),
-        "goodput": ok / args.duration, "wall_s": wall, "cpu_s": cpu1 - cpu0,
+        "ok": ok, "ok_during": ok_during, "failed": failed,
+        "retrans": run.counter(stats, "Retransmissions"), "goodput": ok_during / args.duration, "wall_s": wall, "cpu_s": cpu1 - cpu0,
         "throttled_periods": throttled1 - throttled0, "rss_peak_mb": rss_peak, "alive": alive,
         "rejected_503": delta("ww_sip_overload_rejections_total"),
         "shed_stale": delta("ww_sip_overload_drops_total"),
     }
     shed = "" if r["rejected_503"] is None else (
         f", 503 {r['rejected_503']:.0f}, dropped stale {r['shed_stale'] or 0:.0f}")
-    run.log(f"  ok {ok}/{count} failed {failed} retrans {r['retrans']}: goodput "
+    run.log(f"  ok {ok}/{count} ({ok_during} during the load) failed {failed} retrans {r['retrans']}: goodput "
             f"{r['goodput']:.0f}/s; CPU {r['cpu_s']:.1f} s in {wall:.0f} s, RSS peak "
             f"{rss_peak:.0f} MB{shed}{'' if alive else '; SERVER DIED'}")
     (cwd / "result.json").write_text(json.dumps(r, indent=1))
     time.sleep(1.0)
     return r
+
+
+def successes_by(path, seconds):
+    """SuccessfulCall(C) in the last line of SIPp's periodic statistics (-fd 1) written by
+    `seconds` (plus half a period) into the run."""
+    try:
+        lines = [l for l in Path(path).read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        return 0
+    if len(lines) < 2:
+        return 0
+    head = lines[0].split(";")
+    start, now = head.index("StartTime"), head.index("CurrentTime")
+    col = head.index("SuccessfulCall(C)")
+
+    def epoch(cell):  # "date<TAB>time<TAB>seconds since the epoch"
+        return float(cell.split("\t")[-1])
+
+    count = 0
+    for line in lines[1:]:
+        cells = line.split(";")
+        if epoch(cells[now]) - epoch(cells[start]) <= seconds + 0.5:
+            count = int(cells[col])
+    return count
 
 
 # ---------------------------------------------------------------- report
@@ -371,16 +413,18 @@ def write_report(run, args, quota, results, rawdir, command):
          f"- server pinned to core {args.proxy_core} and held to {quota.description} by a "
          f"CPU cgroup; SIPp on core {args.sipp_core}, outside the quota",
          f"- {args.duration:g} s of offered load per rate, a fresh server each time; goodput = "
-         f"{what} that completed successfully / {args.duration:g} s",
-         f"- capacity = the highest offered rate at which 99 % of the {what} completed", ""]
-    L += ["| server | offered/s | × capacity | ok / offered | failed | retrans | goodput/s "
+         f"{what} that completed successfully during those {args.duration:g} s, per second "
+         f"(\"later\": completed after the load stopped, not counted)",
+         f"- capacity = the highest offered rate at which 99 % of the {what} completed (at any time)", ""]
+    L += ["| server | offered/s | × capacity | ok during / offered | later | failed | retrans | goodput/s "
           "| × best | 503 sent | stale dropped | CPU s | RSS peak MB |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in args.servers:
         capacity, best, rows = summary(results, s)
         for r in sorted((r for r in results if r["server"] == s), key=lambda r: r["rate"]):
             mult = f"{r['rate'] / capacity:.1f}" if capacity else "–"
-            L.append(f"| {s} | {r['rate']} | {mult} | {r['ok']} / {r['offered']} | {r['failed']} "
+            L.append(f"| {s} | {r['rate']} | {mult} | {r['ok_during']} / {r['offered']} "
+                     f"| {r['ok'] - r['ok_during']} | {r['failed']} "
                      f"| {r['retrans']} | {r['goodput']:.0f} | {r['goodput'] / best:.2f} "
                      f"| {count_or_dash(r['rejected_503'])} | {count_or_dash(r['shed_stale'])} "
                      f"| {r['cpu_s']:.1f} | {r['rss_peak_mb']:.0f}"
