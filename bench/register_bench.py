@@ -129,7 +129,10 @@ def sipp(run, args, cwd, port, scenario, csv, count, rate, name, extra=()):
     cmd = ["sipp", f"{run.LOOPBACK}:{port}", "-sf", run.SCENARIOS / scenario, "-inf", csv,
            "-i", run.LOOPBACK, "-m", count, "-r", rate, "-l", max(200, rate * 2),
            "-recv_timeout", "10000", "-timeout", f"{count / rate + 60:.0f}s", "-nostdin",
-           "-trace_stat", "-stf", f"{name}_stat.csv", "-fd", "1", *extra]
+           "-trace_stat", "-stf", f"{name}_stat.csv", "-fd", "1",
+           # SIPp names its peer's address in the digest uri unless told the Request-URI
+           # (it adds the "sip:").
+           "-auth_uri", "example.com", *extra]
     p = run.start(cmd, cwd, f"{name}.out", args.sipp_core)
     rc = p.wait()
     run.STARTED.remove(p)

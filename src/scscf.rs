@@ -10,6 +10,7 @@ use engine::scscf::{Lookup, LookupFailure, RegistrationChange, ScscfConfig, Subs
 use homestead::HomesteadClient;
 use homestead::source::{AuthRequest, AuthScheme, AuthVector, LookupError, RegDataRequest};
 use ims::auth::AuthConfig;
+use ims::auth::guessing::GuessingLimits;
 use ims::registrar::RegisterPolicy;
 
 /// Options of the registrar and authentication.
@@ -27,6 +28,25 @@ pub(crate) struct RegistrarArgs {
     /// `nonce_count_supported=N`): every REGISTER is challenged.
     #[arg(long, env = "WW_NO_NONCE_REUSE")]
     no_nonce_reuse: bool,
+    /// Failed digest attempts from one address, within --auth-failure-window-s, that
+    /// lock it out for --auth-lockout-s (password guessing); 0: no limit.
+    #[arg(long, default_value_t = 10, env = "WW_AUTH_FAILURES_PER_SOURCE")]
+    auth_failures_per_source: u32,
+    /// Failed digest attempts on one private identity, within the window, that lock it:
+    /// then an address with no failure of its own may still try, once; 0: no limit.
+    #[arg(long, default_value_t = 20, env = "WW_AUTH_FAILURES_PER_IDENTITY")]
+    auth_failures_per_identity: u32,
+    /// The window failed digest attempts are counted over, seconds.
+    #[arg(long, default_value_t = 60, env = "WW_AUTH_FAILURE_WINDOW_S")]
+    auth_failure_window_s: u64,
+    /// How long an address or identity stays locked out, seconds.
+    #[arg(long, default_value_t = 300, env = "WW_AUTH_LOCKOUT_S")]
+    auth_lockout_s: u64,
+    /// Accept digest credentials whose `uri` is not the Request-URI (refused with 400 by
+    /// default, RFC 7616 §3.4.6): for clients that do not name it, such as SIPp without
+    /// `-auth_uri`.
+    #[arg(long, env = "WW_NO_DIGEST_URI_CHECK")]
+    no_digest_uri_check: bool,
     /// Accept REGISTERs without credentials. Only behind a trusted edge that
     /// authenticates, or to measure the registrar alone (bench/run register).
     #[arg(long, env = "WW_NO_REGISTER_AUTHENTICATION")]
@@ -99,6 +119,14 @@ impl RegistrarArgs {
                 secret,
                 nonce_lifetime_s: self.nonce_lifetime_s,
                 nonce_reuse: !self.no_nonce_reuse,
+                guessing: GuessingLimits {
+                    per_source: self.auth_failures_per_source,
+                    per_identity: self.auth_failures_per_identity,
+                    window_s: self.auth_failure_window_s,
+                    backoff_s: self.auth_lockout_s,
+                    ..GuessingLimits::default()
+                },
+                check_digest_uri: !self.no_digest_uri_check,
                 ..AuthConfig::default()
             },
             register: RegisterPolicy {

@@ -135,6 +135,29 @@ fn a_replayed_response_is_refused() {
 }
 
 #[test]
+fn credentials_computed_for_another_uri_are_400_unless_the_check_is_off() {
+    for (options, expected) in [(&[][..], 400), (&["--no-digest-uri-check"][..], 200)] {
+        let aio = start_all_in_one(2, options);
+        let mut alice = Ue::new(aio.listen, ALICE);
+        let challenge = alice.register(&contact_expires(&alice, 300));
+        let mut lines = contact_expires(&alice, 300);
+        // The right password, for a request to another resource (or SIPp without
+        // -auth_uri, which names its peer's address).
+        lines.push(alice.authorization_naming(
+            &format!("sip:{}", aio.listen),
+            &challenge.nonce(),
+            1,
+            DEMO_PASSWORD,
+        ));
+        let answer = alice.register(&lines);
+        assert_eq!(answer.status(), expected, "{options:?}: {}", answer.text());
+        if expected == 400 {
+            assert!(answer.header("Warning").contains("not the Request-URI"));
+        }
+    }
+}
+
+#[test]
 fn an_expired_nonce_gets_a_stale_challenge() {
     let aio = start_all_in_one(2, &["--nonce-lifetime-s", "1"]);
     let mut alice = Ue::new(aio.listen, ALICE);

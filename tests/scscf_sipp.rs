@@ -111,6 +111,9 @@ fn register_all(
         register.to_str().expect("utf-8"),
         "-inf",
         "users.csv",
+        // SIPp names its peer's address in the digest uri unless told the Request-URI.
+        "-auth_uri",
+        "example.com",
     ];
     args.extend(["-p", uas_port, "-m", "1000", "-r", &rate, "-l", "200"]);
     args.extend(transport);

@@ -58,7 +58,12 @@ impl Answer {
 
 impl Ue {
     pub(crate) fn new(server: SocketAddr, user: &str) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        Self::at(server, user, [127, 0, 0, 1])
+    }
+
+    /// A UE on its own loopback address (a per-address limit tells them apart).
+    pub(crate) fn at(server: SocketAddr, user: &str, address: [u8; 4]) -> Self {
+        let socket = UdpSocket::bind(std::net::SocketAddr::from((address, 0))).expect("bind");
         socket
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
@@ -118,10 +123,20 @@ impl Ue {
 
     /// The Authorization line for `nonce` with nonce count `nc` and `password`.
     pub(crate) fn authorization(&self, nonce: &str, nc: u32, password: &str) -> String {
+        self.authorization_naming(&format!("sip:{DOMAIN}"), nonce, nc, password)
+    }
+
+    /// As [`authorization`](Self::authorization), with `uri` as its digest uri.
+    pub(crate) fn authorization_naming(
+        &self,
+        uri: &str,
+        nonce: &str,
+        nc: u32,
+        password: &str,
+    ) -> String {
         let impi = self.impi();
         let ha1 = digest::ha1(impi.as_bytes(), DOMAIN.as_bytes(), password.as_bytes());
         let nc = format!("{nc:08x}");
-        let uri = format!("sip:{DOMAIN}");
         let response = digest::expected_response(
             &ha1,
             &ResponseInput {

@@ -466,6 +466,7 @@ impl Publisher {
         if let Some(scscf) = &s.scscf {
             snapshot.cross_core_handoffs = scscf.store.handoffs();
             snapshot.registered_aors = scscf.store.owned();
+            snapshot.guessing = scscf.auth.borrow().guessing_stats();
         }
         self.registry.publish(self.index, snapshot);
         self.last = now;

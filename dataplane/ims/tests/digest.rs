@@ -16,6 +16,7 @@ fn authenticator() -> Authenticator {
         nonce_lifetime_s: 40,
         nonce_reuse: true,
         max_tracked_nonces: 1024,
+        ..AuthConfig::default()
     };
     Authenticator::new(&config, NOW)
 }
@@ -33,9 +34,13 @@ fn nonce_of(challenge: &str) -> String {
 
 /// The REGISTER a UE sends back, with the response computed from `password`.
 fn answered(nonce: &str, nc: u32, password: &str) -> Vec<u8> {
+    answered_naming(nonce, nc, password, "sip:example.com")
+}
+
+/// The REGISTER to `sip:example.com` with credentials whose digest `uri` is `uri`.
+fn answered_naming(nonce: &str, nc: u32, password: &str, uri: &str) -> Vec<u8> {
     let ha1 = digest::ha1(IMPI.as_bytes(), REALM.as_bytes(), password.as_bytes());
     let nc = format!("{nc:08x}");
-    let uri = "sip:example.com";
     let response = digest::expected_response(
         &ha1,
         &ResponseInput {
@@ -73,6 +78,7 @@ fn verdict(a: &mut Authenticator, request: &[u8], now: u64) -> Result<Outcome, P
         }
         Presented::Challenge => Err(Presented::Challenge),
         Presented::Malformed => Err(Presented::Malformed),
+        Presented::WrongUri => Err(Presented::WrongUri),
         Presented::Aka { .. } => unreachable!("these tests use MD5 only"),
     }
 }
@@ -190,4 +196,26 @@ fn no_credentials_or_another_realm_is_a_challenge_and_garbage_is_malformed() {
         a.inspect(&msg, ChallengeKind::Register, NOW),
         Presented::Malformed
     );
+}
+
+#[test]
+fn a_response_computed_for_another_uri_is_refused_before_any_lookup() {
+    let mut a = authenticator();
+    let nonce = nonce_of(&challenge_for(&a, IMPI, 1));
+    // Right password, right nonce, but computed (or captured) for another resource.
+    let elsewhere = answered_naming(&nonce, 1, PASSWORD, "sip:other.example.net");
+    assert_eq!(
+        verdict(&mut a, &elsewhere, NOW + 1),
+        Err(Presented::WrongUri)
+    );
+    let no_uri = String::from_utf8(answered(&nonce, 2, PASSWORD))
+        .expect("ASCII")
+        .replace(",uri=\"sip:example.com\"", "");
+    assert_eq!(
+        verdict(&mut a, no_uri.as_bytes(), NOW + 1),
+        Err(Presented::WrongUri)
+    );
+    // The same resource written differently is the Request-URI (RFC 3261 §19.1.4).
+    let same = answered_naming(&nonce, 3, PASSWORD, "sip:EXAMPLE.com;lr");
+    assert_eq!(verdict(&mut a, &same, NOW + 1), Ok(Outcome::Authenticated));
 }

@@ -317,3 +317,33 @@ fn without_register_authentication_the_registrar_reads_the_aor_first() {
         "registered for the AoR's default private identity"
     );
 }
+
+#[test]
+fn guessing_from_one_address_locks_it_out_before_any_lookup_and_not_the_user_elsewhere() {
+    let mut h = Harness::new(NOW);
+    let limit = ims::auth::guessing::GuessingLimits::default().per_source;
+    let request = RegisterRequest::default();
+    for _ in 0..limit {
+        let nonce = h.challenge_nonce(&request.text());
+        let guess = request.with_authorization(register_credentials(IMPI, "guess", &nonce, 1));
+        assert_eq!(status(&h.drive(&guess.text())), 403);
+        assert_eq!(h.asked(), ["DigestHa1"]);
+    }
+    // Locked out: even the right password from that address is refused, unchecked.
+    let nonce = h.challenge_nonce(&request.text());
+    let right = request.with_authorization(register_credentials(IMPI, PASSWORD, &nonce, 1));
+    let step = h.drive(&right.text());
+    assert_eq!(status(&step), 403);
+    assert!(h.queries.is_empty(), "asked {:?}", h.queries);
+    assert!(header(&step, "Warning").is_some_and(|w| w.contains("failed authentication")));
+    assert_eq!(h.auth.guessing_stats().lockouts, 1);
+    assert_eq!(h.auth.guessing_stats().refused, 1);
+    // The user at their own address gets in.
+    h.source = Some(std::net::IpAddr::from([198, 51, 100, 1]));
+    let step = h.drive(&right.text());
+    assert_eq!(
+        h.asked(),
+        ["DigestHa1", "ReadAor", "Registration reg", "WriteAor"]
+    );
+    assert_eq!(status(&step), 200);
+}

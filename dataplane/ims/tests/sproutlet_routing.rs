@@ -199,7 +199,15 @@ fn valid_proxy_credentials_are_checked_then_taken_off_before_forwarding() {
     let nonce = h.challenge_nonce(&invite(ELSEWHERE, AOR, &[ORIG_ROUTE]));
     let proxy_authorization = format!(
         "Proxy-Authorization: {}",
-        credentials(IMPI, PASSWORD.as_bytes(), &nonce, 1, "INVITE", "MD5")
+        credentials_for(
+            ELSEWHERE,
+            IMPI,
+            PASSWORD.as_bytes(),
+            &nonce,
+            1,
+            "INVITE",
+            "MD5"
+        )
     );
     let step = h.drive(&invite(
         ELSEWHERE,
@@ -227,7 +235,7 @@ fn wrong_proxy_credentials_are_forbidden() {
     let nonce = h.challenge_nonce(&invite(ELSEWHERE, AOR, &[ORIG_ROUTE]));
     let proxy_authorization = format!(
         "Proxy-Authorization: {}",
-        credentials(IMPI, b"guess", &nonce, 1, "INVITE", "MD5")
+        credentials_for(ELSEWHERE, IMPI, b"guess", &nonce, 1, "INVITE", "MD5")
     );
     let step = h.drive(&invite(
         ELSEWHERE,

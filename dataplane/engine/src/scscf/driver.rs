@@ -7,10 +7,12 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ims::auth::Authenticator;
+use ims::auth::guessing::Guessed;
 use ims::sproutlet::notify::{self, Change};
 use ims::sproutlet::{
     Answer, CAS_ATTEMPTS, Chain, Cx, Notify, Query, RegistrationChange, Salts, Settings, Step,
@@ -58,12 +60,13 @@ impl ScscfCore {
 
     /// Runs `f` with a callback context. Callbacks never await, so the borrows end
     /// before any other task of the core runs.
-    fn with_cx<T>(&self, f: impl FnOnce(&mut Cx<'_>) -> T) -> T {
+    fn with_cx<T>(&self, source: Option<IpAddr>, f: impl FnOnce(&mut Cx<'_>) -> T) -> T {
         let mut auth = self.auth.borrow_mut();
         let mut salts = self.salts.borrow_mut();
         let mut notifies = self.outbox.borrow_mut();
         let mut cx = Cx {
             now_s: unix_now(),
+            source,
             settings: &self.settings,
             auth: &mut auth,
             salts: &mut salts,
@@ -72,8 +75,23 @@ impl ScscfCore {
         f(&mut cx)
     }
 
+    /// One line per lock-out begun: an episode is logged once, however long it lasts.
+    fn log_lockouts(&self) {
+        for lockout in self.auth.borrow_mut().guessing().take_lockouts() {
+            let of = match &lockout.of {
+                Guessed::Source(ip) => format!("address {ip}"),
+                Guessed::Identity(impi) => format!("private identity {impi}"),
+            };
+            eprintln!(
+                "whitewater: {} failed digest attempts: {of} locked out for {} s",
+                lockout.failures,
+                lockout.until_s.saturating_sub(unix_now())
+            );
+        }
+    }
+
     /// Runs a request along the chain to its answer or its branches.
-    async fn serve(&self, request: &[u8]) -> Step {
+    async fn serve(&self, request: &[u8], source: Option<IpAddr>) -> Step {
         let Ok(msg) = Message::parse(request) else {
             return Step::Respond(ims::sproutlet::Response {
                 status: 400,
@@ -81,10 +99,10 @@ impl ScscfCore {
                 headers: Vec::new(),
             });
         };
-        let (mut run, mut step) = self.with_cx(|cx| self.chain.start(&msg, cx));
+        let (mut run, mut step) = self.with_cx(source, |cx| self.chain.start(&msg, cx));
         while let Step::Ask(query) = step {
             let answer = self.perform(query).await;
-            step = self.with_cx(|cx| self.chain.answer(&mut run, &msg, answer, cx));
+            step = self.with_cx(source, |cx| self.chain.answer(&mut run, &msg, answer, cx));
         }
         step
     }
@@ -197,10 +215,12 @@ pub(crate) fn spawn_deferred(
         let Some(request) = shard.borrow().core.deferred_request(id).map(<[u8]>::to_vec) else {
             continue;
         };
+        let source = shard.borrow().core.deferred_source(id).map(|a| a.ip());
         let shard = Rc::clone(shard);
         let scscf = Rc::clone(scscf);
         glommio::spawn_local(async move {
-            let step = scscf.serve(&request).await;
+            let step = scscf.serve(&request, source).await;
+            scscf.log_lockouts();
             {
                 let mut s = shard.borrow_mut();
                 let now = Instant::now();

@@ -9,6 +9,7 @@
 
 pub mod aka;
 pub mod digest;
+pub mod guessing;
 pub mod nonce;
 pub mod replay;
 
@@ -17,6 +18,7 @@ use sip::{HeaderName, Message};
 
 use self::aka::{AkaVersion, PendingAka};
 use self::digest::ResponseInput;
+use self::guessing::{GuessingGuard, GuessingLimits};
 use self::nonce::{NonceCheck, NonceId, NonceKey};
 use self::replay::{Count, NonceCounts};
 use sha2::{Digest as _, Sha256};
@@ -35,6 +37,11 @@ pub struct AuthConfig {
     pub nonce_reuse: bool,
     /// Nonces whose counts a core tracks at once; beyond it, requests get 503.
     pub max_tracked_nonces: usize,
+    /// When failed attempts lock an address or an identity out.
+    pub guessing: GuessingLimits,
+    /// Whether credentials must name the Request-URI in their `uri` (RFC 7616 §3.4.6).
+    /// Off only for clients that do not (SIPp without `-auth_uri`).
+    pub check_digest_uri: bool,
 }
 
 impl Default for AuthConfig {
@@ -45,6 +52,8 @@ impl Default for AuthConfig {
             nonce_lifetime_s: 40,
             nonce_reuse: true,
             max_tracked_nonces: 1 << 20,
+            guessing: GuessingLimits::default(),
+            check_digest_uri: true,
         }
     }
 }
@@ -111,6 +120,9 @@ pub enum Presented<'a> {
     },
     /// Credentials for our realm that cannot be parsed: 400.
     Malformed,
+    /// Credentials whose `uri` names another resource than the Request-URI: a response
+    /// captured for one request replayed on another. 400 (RFC 7616 §3.4.6).
+    WrongUri,
 }
 
 /// The verdict on credentials checked against the subscriber's HA1.
@@ -135,6 +147,8 @@ pub struct Authenticator {
     key: NonceKey,
     counts: NonceCounts,
     nonce_reuse: bool,
+    guessing: GuessingGuard,
+    check_digest_uri: bool,
 }
 
 impl Authenticator {
@@ -149,7 +163,19 @@ impl Authenticator {
                 now_s,
             ),
             nonce_reuse: config.nonce_reuse,
+            guessing: GuessingGuard::new(config.guessing),
+            check_digest_uri: config.check_digest_uri,
         }
+    }
+
+    /// The failed-attempt counts (password guessing).
+    pub fn guessing(&mut self) -> &mut GuessingGuard {
+        &mut self.guessing
+    }
+
+    /// The failed-attempt counts, to read.
+    pub const fn guessing_stats(&self) -> guessing::GuessingStats {
+        self.guessing.stats()
     }
 
     /// The realm challenged for.
@@ -189,6 +215,10 @@ impl Authenticator {
             let (Some(impi), Some(nonce)) = (credentials.username(), credentials.nonce()) else {
                 return Presented::Malformed;
             };
+            let answers = !nonce.is_empty() && credentials.response().is_some();
+            if answers && self.check_digest_uri && !names_request_uri(&credentials, request) {
+                return Presented::WrongUri;
+            }
             if let Some(version) = credentials.algorithm().and_then(AkaVersion::from_algorithm) {
                 return Presented::Aka {
                     impi,
@@ -277,6 +307,21 @@ impl Authenticator {
             Count::Replayed => Outcome::Replayed,
             Count::Full => Outcome::Busy,
         }
+    }
+}
+
+/// Whether the credentials' `uri` is the request's Request-URI: the same bytes, or the
+/// same resource by RFC 3261 §19.1.4 (a UE may write case or parameters differently).
+fn names_request_uri(credentials: &Auth<'_>, request: &Message<'_>) -> bool {
+    let Some(uri) = credentials.digest_uri() else {
+        return false;
+    };
+    if request.request_uri_raw() == Some(uri) {
+        return true;
+    }
+    match (request.request_uri(), sip::Uri::parse(uri)) {
+        (Some(Ok(target)), Ok(named)) => target.equivalent(&named),
+        _ => false,
     }
 }
 

@@ -134,6 +134,13 @@ impl SproutletTsx for AuthenticationTsx {
         self.identity = identity;
         match cx.auth.inspect(req, self.kind, cx.now_s) {
             Presented::Malformed => Decision::status(400),
+            Presented::WrongUri => Decision::answer(
+                400,
+                vec![(
+                    "Warning",
+                    b"399 whitewater \"The digest uri is not the Request-URI\"".to_vec(),
+                )],
+            ),
             Presented::Challenge => {
                 let impi = default_impi(&self.identity);
                 self.challenge(cx, &impi, false)
@@ -149,6 +156,9 @@ impl SproutletTsx for AuthenticationTsx {
             }
             Presented::Verify { impi, .. } => {
                 let impi = text(impi);
+                if cx.auth.guessing().refuses(&impi, cx.source, cx.now_s) {
+                    return locked_out();
+                }
                 self.waiting = Waiting::Ha1 { impi: impi.clone() };
                 Decision::Ask(Query::DigestHa1 {
                     impi,
@@ -171,7 +181,12 @@ impl SproutletTsx for AuthenticationTsx {
         ) {
             (Waiting::Ha1 { impi }, Answer::Ha1(ha1)) => match ha1 {
                 Ok(ha1) => self.check_digest(req, impi, &ha1, facts, cx),
-                Err(failure) => lookup_failed(&failure),
+                Err(failure) => {
+                    if matches!(failure, LookupFailure::NotFound(_)) {
+                        cx.auth.guessing().failed(&impi, cx.source, cx.now_s);
+                    }
+                    lookup_failed(&failure)
+                }
             },
             (Waiting::Challenged { impi, version }, Answer::Aor(current)) => match current {
                 Ok(current) => self.check_aka(req, impi, version, &current, facts, cx),
@@ -284,7 +299,11 @@ impl AuthenticationTsx {
                 Decision::Next
             }
             Outcome::Stale => self.challenge(cx, &impi, true),
-            Outcome::Forbidden | Outcome::Replayed => Decision::status(403),
+            Outcome::Forbidden => {
+                cx.auth.guessing().failed(&impi, cx.source, cx.now_s);
+                Decision::status(403)
+            }
+            Outcome::Replayed => Decision::status(403),
             Outcome::Busy => Decision::status(503),
         }
     }
@@ -367,6 +386,18 @@ fn text(bytes: &[u8]) -> String {
 
 /// An unknown user learns it only after sending credentials (403); Homestead down or slow
 /// is 504, never a misleading 403.
+/// The answer to an attempt from an address, or for an identity, locked out for guessing.
+/// As cheap as a 403 can be: no lookup, no digest computed.
+fn locked_out() -> Decision {
+    Decision::answer(
+        403,
+        vec![(
+            "Warning",
+            b"399 whitewater \"Too many failed authentication attempts; try again later\"".to_vec(),
+        )],
+    )
+}
+
 fn lookup_failed(failure: &LookupFailure) -> Decision {
     match failure {
         LookupFailure::NotFound(_) => Decision::status(403),

@@ -212,6 +212,8 @@ pub struct Cx<'a> {
     /// Seconds since the Unix epoch (nonces and expiries are cluster-wide wall-clock
     /// times).
     pub now_s: u64,
+    /// The address the request came from, when the engine knows it (guessing limits).
+    pub source: Option<std::net::IpAddr>,
     /// The sproutlets' settings.
     pub settings: &'a Settings,
     /// The core's authenticator (nonce keys and the nonce-count table).

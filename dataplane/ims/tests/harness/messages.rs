@@ -84,8 +84,22 @@ impl RegisterRequest {
 /// The digest-uri the UEs of these tests send.
 pub const DIGEST_URI: &str = "sip:example.com";
 
-/// Digest credentials answering `nonce` with `password`, as a UE computes them.
+/// Digest credentials answering `nonce` with `password`, as a UE computes them, for a
+/// request to [`DIGEST_URI`] (a REGISTER's Request-URI here).
 pub fn credentials(
+    impi: &str,
+    password: &[u8],
+    nonce: &str,
+    nc: u32,
+    method: &str,
+    algorithm: &str,
+) -> String {
+    credentials_for(DIGEST_URI, impi, password, nonce, nc, method, algorithm)
+}
+
+/// Digest credentials for a request to `uri`.
+pub fn credentials_for(
+    uri: &str,
     impi: &str,
     password: &[u8],
     nonce: &str,
@@ -100,14 +114,14 @@ pub fn credentials(
         &ha1,
         &ResponseInput {
             method: method.as_bytes(),
-            uri: DIGEST_URI.as_bytes(),
+            uri: uri.as_bytes(),
             nonce: nonce.as_bytes(),
             qop: Some((b"auth", nc.as_bytes(), cnonce.as_bytes())),
         },
     );
     let response = String::from_utf8_lossy(&response);
     format!(
-        "Digest username=\"{impi}\",realm=\"{HOME}\",nonce=\"{nonce}\",uri=\"{DIGEST_URI}\",\
+        "Digest username=\"{impi}\",realm=\"{HOME}\",nonce=\"{nonce}\",uri=\"{uri}\",\
          response=\"{response}\",algorithm={algorithm},qop=auth,nc={nc},cnonce=\"{cnonce}\""
     )
 }

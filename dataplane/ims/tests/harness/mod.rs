@@ -44,6 +44,8 @@ pub fn auth_config() -> AuthConfig {
         nonce_lifetime_s: NONCE_LIFETIME_S,
         nonce_reuse: true,
         max_tracked_nonces: 1024,
+        guessing: ims::auth::guessing::GuessingLimits::default(),
+        check_digest_uri: true,
     }
 }
 
@@ -184,6 +186,8 @@ pub struct Harness {
     pub notifies: Vec<Notify>,
     pub chain: Chain,
     pub now_s: u64,
+    /// The address requests come from.
+    pub source: Option<std::net::IpAddr>,
     pub store: Store,
     pub homestead: Homestead,
     /// The queries asked for the last request driven.
@@ -208,6 +212,7 @@ impl Harness {
             notifies: Vec::new(),
             chain: Chain::scscf(),
             now_s,
+            source: Some(std::net::IpAddr::from([192, 0, 2, 10])),
             store: Store::default(),
             homestead,
             queries: Vec::new(),
@@ -219,6 +224,7 @@ impl Harness {
         let msg = parse(raw);
         let mut cx = Cx {
             now_s: self.now_s,
+            source: self.source,
             settings: &self.settings,
             auth: &mut self.auth,
             salts: &mut self.salts,
@@ -232,6 +238,7 @@ impl Harness {
         let msg = parse(raw);
         let mut cx = Cx {
             now_s: self.now_s,
+            source: self.source,
             settings: &self.settings,
             auth: &mut self.auth,
             salts: &mut self.salts,

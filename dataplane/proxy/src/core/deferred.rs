@@ -2,6 +2,7 @@
 //! request in its server transaction, absorbing retransmissions, until the engine has the
 //! answer and either forwards the request to targets or answers it.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use sip::{Message, Method};
@@ -67,6 +68,11 @@ impl ProxyCore {
             .get(id)
             .map(|ctx| ctx.original.as_slice())
             .filter(|bytes| !bytes.is_empty())
+    }
+
+    /// The address a deferred transaction's request came from.
+    pub fn deferred_source(&self, id: TxnId) -> Option<SocketAddr> {
+        self.table.get(id).map(|ctx| ctx.upstream)
     }
 
     /// Takes a deferred transaction's request out, or `None` if it is gone or was resumed;
