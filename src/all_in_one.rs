@@ -9,6 +9,7 @@ use std::thread;
 
 use clap::Args;
 
+use crate::api_token::ApiTokenArgs;
 use crate::homestead::HomesteadArgs;
 use crate::sprout::{self, SproutArgs};
 
@@ -25,10 +26,16 @@ pub(crate) struct AllInOneArgs {
     /// Threads of the control-plane runtime (Homestead).
     #[arg(long, default_value_t = 1, env = "WW_CONTROL_THREADS")]
     control_threads: usize,
+    #[command(flatten)]
+    api_token: ApiTokenArgs,
 }
 
 pub(crate) fn run(args: AllInOneArgs) -> ExitCode {
-    let config = match args.homestead.config(args.demo_subscribers) {
+    let checked = args
+        .homestead
+        .config(args.demo_subscribers, &args.api_token)
+        .and_then(|config| Ok((config, args.sprout.management_token(&args.api_token)?)));
+    let (config, management_token) = match checked {
         Ok(config) => config,
         Err(e) => {
             eprintln!("whitewater: {e}");
@@ -85,7 +92,7 @@ pub(crate) fn run(args: AllInOneArgs) -> ExitCode {
                 .sprout
                 .scscf_config(args.homestead.home_domain(), client)
             {
-                Ok(scscf) => sprout::run(args.sprout, Some(scscf)),
+                Ok(scscf) => sprout::run(args.sprout, Some((scscf, management_token))),
                 Err(e) => {
                     eprintln!("whitewater: {e}");
                     ExitCode::from(2)

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::api_token::ApiTokenArgs;
 use clap::Args;
+use homestead::api::bearer::ApiToken;
 use homestead::store::{CacheConfig, ScyllaConfig, parse_consistency};
 use homestead::{DemoSubscribers, Homestead, HomesteadConfig, StoreConfig};
 
@@ -98,7 +100,15 @@ impl HomesteadArgs {
     }
 
     /// The service configuration, with `demo` subscribers put in place at every start.
-    pub(crate) fn config(&self, demo: u64) -> Result<HomesteadConfig, String> {
+    /// Homestead's configuration; the provisioning API's token from `token` (refused
+    /// without one when it is bound beyond loopback).
+    pub(crate) fn config(
+        &self,
+        demo: u64,
+        token: &ApiTokenArgs,
+    ) -> Result<HomesteadConfig, String> {
+        let prov_token =
+            ApiToken::required_for("provisioning API", self.prov_http, token.load()?.as_ref())?;
         let store = if self.scylla_nodes.is_empty() {
             StoreConfig::Embedded {
                 path: self.data_dir.join("homestead.redb"),
@@ -116,6 +126,7 @@ impl HomesteadArgs {
         let mut config = HomesteadConfig::new(store);
         config.http = self.http;
         config.prov_http = self.prov_http;
+        config.prov_token = prov_token;
         config.cache = CacheConfig {
             capacity: self.cache_capacity,
             ttl: Duration::from_secs(self.cache_ttl_s),
@@ -149,10 +160,15 @@ pub(crate) struct HomesteadCommand {
     /// Demo subscribers put in place at every start (0: none).
     #[arg(long, default_value_t = 0, env = "WW_DEMO_SUBSCRIBERS")]
     demo_subscribers: u64,
+    #[command(flatten)]
+    api_token: ApiTokenArgs,
 }
 
 pub(crate) fn run(command: &HomesteadCommand) -> ExitCode {
-    let config = match command.homestead.config(command.demo_subscribers) {
+    let config = match command
+        .homestead
+        .config(command.demo_subscribers, &command.api_token)
+    {
         Ok(config) => config,
         Err(e) => {
             eprintln!("whitewater: {e}");

@@ -1,6 +1,7 @@
 //! `whitewater`: one binary, a subcommand per role.
 
 mod all_in_one;
+mod api_token;
 mod homestead;
 mod management;
 mod provision;

@@ -12,6 +12,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 
+use crate::api_token::ApiTokenArgs;
+
 /// Options of `whitewater provision`.
 #[derive(Args, Debug)]
 pub(crate) struct ProvisionArgs {
@@ -35,6 +37,8 @@ pub(crate) struct ProvisionArgs {
     /// Requests in flight.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    #[command(flatten)]
+    api_token: ApiTokenArgs,
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
@@ -91,8 +95,16 @@ async fn run_all(
     last: u64,
     password: Option<String>,
 ) -> Result<(), String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = args.api_token.load()? {
+        let mut value = reqwest::header::HeaderValue::from_str(&token.authorization())
+            .map_err(|e| e.to_string())?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .default_headers(headers)
         .build()
         .map_err(|e| e.to_string())?;
     let total = last - first + 1;

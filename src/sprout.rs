@@ -8,6 +8,9 @@ use clap::Args;
 use engine::scscf::ScscfConfig;
 use engine::{Engine, EngineConfig, online_cpus, parse_core_list};
 
+use homestead::api::bearer::ApiToken;
+
+use crate::api_token::ApiTokenArgs;
 use crate::scscf::{HomesteadSubscribers, RegistrarArgs};
 
 /// Options of `whitewater sprout`.
@@ -23,12 +26,21 @@ pub(crate) struct SproutCommand {
     /// Homestead's API (`http://host:8888`), for the S-CSCF's subscriber lookups.
     #[arg(long, env = "WW_HOMESTEAD_URL")]
     homestead_url: Option<String>,
+    #[command(flatten)]
+    api_token: ApiTokenArgs,
 }
 
 /// Runs `whitewater sprout`.
 pub(crate) fn run_command(command: SproutCommand) -> ExitCode {
     let (Some(domain), Some(url)) = (&command.home_domain, &command.homestead_url) else {
         return run(command.sprout, None);
+    };
+    let token = match command.sprout.management_token(&command.api_token) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("whitewater: {e}");
+            return ExitCode::from(2);
+        }
     };
     // The HTTP client runs on a small tokio runtime of its own, off the SIP cores.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -58,7 +70,7 @@ pub(crate) fn run_command(command: SproutCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = run(command.sprout, Some(scscf));
+    let code = run(command.sprout, Some((scscf, token)));
     drop(runtime);
     code
 }
@@ -141,6 +153,19 @@ pub(crate) struct SproutArgs {
 }
 
 impl SproutArgs {
+    /// The token the management API requires (refused without one when it is bound
+    /// beyond loopback).
+    pub(crate) fn management_token(
+        &self,
+        token: &ApiTokenArgs,
+    ) -> Result<Option<ApiToken>, String> {
+        ApiToken::required_for(
+            "management API",
+            self.management_http,
+            token.load()?.as_ref(),
+        )
+    }
+
     /// The S-CSCF for `home_domain` with `client` as its Homestead; its Service-Route
     /// points at the listening address.
     pub(crate) fn scscf_config(
@@ -154,8 +179,10 @@ impl SproutArgs {
     }
 }
 
-/// Starts the engine (an S-CSCF when `scscf` is given) and runs until it stops.
-pub(crate) fn run(args: SproutArgs, scscf: Option<ScscfConfig>) -> ExitCode {
+/// Starts the engine (an S-CSCF, with the management API's token, when `scscf` is
+/// given) and runs until it stops.
+pub(crate) fn run(args: SproutArgs, scscf: Option<(ScscfConfig, Option<ApiToken>)>) -> ExitCode {
+    let (scscf, management_token) = scscf.unzip();
     let cores = match args.cores.as_deref().map(parse_core_list) {
         None => online_cpus(),
         Some(Ok(cores)) => cores,
@@ -196,7 +223,8 @@ pub(crate) fn run(args: SproutArgs, scscf: Option<ScscfConfig>) -> ExitCode {
         }
     };
     if let (Some(registrations), Some(subscribers)) = (engine.registrations(), subscribers) {
-        if let Err(e) = start_management(args.management_http, registrations, subscribers) {
+        let token = management_token.flatten();
+        if let Err(e) = start_management(args.management_http, registrations, subscribers, token) {
             eprintln!(
                 "whitewater: management API on {}: {e}",
                 args.management_http
@@ -231,6 +259,7 @@ fn start_management(
     addr: SocketAddr,
     registrations: engine::scscf::Registrations,
     subscribers: std::sync::Arc<dyn engine::scscf::Subscribers>,
+    token: Option<ApiToken>,
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -240,7 +269,10 @@ fn start_management(
         .name("management-http".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let app = crate::management::app(registrations, subscribers);
+                let app = homestead::api::bearer::require(
+                    crate::management::app(registrations, subscribers),
+                    token,
+                );
                 if let Err(e) = axum::serve(listener, app).await {
                     eprintln!("whitewater: management API stopped: {e}");
                 }

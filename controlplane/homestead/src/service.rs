@@ -10,6 +10,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api;
+use crate::api::bearer::{self, ApiToken};
+use crate::api::metrics::{Api as MetricsApi, Metrics};
 use crate::locks::Locks;
 use crate::model::ChargingAddresses;
 use crate::provisioning::subscribers::SubscriberSpec;
@@ -45,6 +47,8 @@ pub struct HomesteadConfig {
     pub http: SocketAddr,
     /// The provisioning API (Clearwater port 8889).
     pub prov_http: SocketAddr,
+    /// The bearer token the provisioning API requires, if any.
+    pub prov_token: Option<ApiToken>,
     pub store: StoreConfig,
     pub cache: CacheConfig,
     /// The S-CSCF URI returned by registration-status and location.
@@ -64,6 +68,7 @@ impl HomesteadConfig {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 8888)),
             prov_http: SocketAddr::from(([127, 0, 0, 1], 8889)),
+            prov_token: None,
             store,
             cache: CacheConfig::default(),
             scscf: "sip:127.0.0.1:5054;transport=TCP".into(),
@@ -140,15 +145,26 @@ impl Homestead {
             local(&http, config.http),
             local(&prov_http, config.prov_http),
         );
-        let homestead_api = api::protect(
-            api::homestead::router(Arc::clone(&source)),
-            config.max_in_flight,
-            config.request_timeout,
-        );
-        let prov_api = api::protect(
-            api::prov::router(Arc::clone(&provisioning)),
-            config.max_in_flight,
-            config.request_timeout,
+        let metrics = Metrics::new();
+        let homestead_api = metrics.serve(metrics.count(
+            api::protect(
+                api::homestead::router(Arc::clone(&source)),
+                config.max_in_flight,
+                config.request_timeout,
+            ),
+            MetricsApi::Homestead,
+        ));
+        // Counted first, so refusals show; the token is checked before a permit is taken.
+        let prov_api = metrics.count(
+            bearer::require(
+                api::protect(
+                    api::prov::router(Arc::clone(&provisioning)),
+                    config.max_in_flight,
+                    config.request_timeout,
+                ),
+                config.prov_token.clone(),
+            ),
+            MetricsApi::Provisioning,
         );
         let servers = vec![
             tokio::spawn(async move { axum::serve(http, homestead_api).await }),

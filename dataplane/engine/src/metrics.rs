@@ -36,6 +36,8 @@ pub struct CoreSnapshot {
     pub cross_core_handoffs: u64,
     /// AoRs this core owns in the embedded registration store.
     pub registered_aors: usize,
+    /// Failed digest attempts, attempts refused for guessing, lock-outs begun.
+    pub guessing: ims::auth::guessing::GuessingStats,
 }
 
 /// One slot per core.
@@ -75,6 +77,9 @@ impl Registry {
                 total.tcp_framing_errors += s.tcp_framing_errors;
                 total.cross_core_handoffs += s.cross_core_handoffs;
                 total.registered_aors += s.registered_aors;
+                total.guessing.failures += s.guessing.failures;
+                total.guessing.refused += s.guessing.refused;
+                total.guessing.lockouts += s.guessing.lockouts;
             }
         }
         total
@@ -170,6 +175,21 @@ impl Registry {
                 t.cross_core_handoffs,
             ),
             (
+                "ww_auth_failures_total",
+                "digest attempts that failed: a wrong response or an unknown identity",
+                t.guessing.failures,
+            ),
+            (
+                "ww_auth_guessing_refused_total",
+                "digest attempts refused unchecked: their address or identity was locked out for guessing",
+                t.guessing.refused,
+            ),
+            (
+                "ww_auth_guessing_lockouts_total",
+                "addresses and identities locked out after too many failed attempts",
+                t.guessing.lockouts,
+            ),
+            (
                 "ww_udp_send_errors_total",
                 "datagrams the kernel refused",
                 t.send_errors,
@@ -218,13 +238,13 @@ impl Registry {
              # TYPE ww_overload_admission_rate gauge\nww_overload_admission_rate {:.0}",
             t.admission_rate
         );
-        summary(
+        histogram(
             &mut out,
             "ww_sip_first_provisional_latency_seconds",
             "request to first provisional response relayed",
             &t.latency.first_provisional,
         );
-        summary(
+        histogram(
             &mut out,
             "ww_sip_final_response_latency_seconds",
             "request to final response relayed",
@@ -234,12 +254,27 @@ impl Registry {
     }
 }
 
-fn summary(out: &mut String, name: &str, help: &str, h: &hdrhistogram::Histogram<u64>) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
-    for q in [0.5, 0.9, 0.99, 0.999] {
-        let seconds = h.value_at_quantile(q) as f64 / 1e6;
-        let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {seconds}");
+/// Upper bounds of the latency buckets, seconds: 0.5 ms to 10 s, fine where SIP
+/// latency lives and coarse beyond a transaction's timers.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A Prometheus histogram (cumulative `_bucket`s, `_sum`, `_count`), so that latencies
+/// from many nodes and cores aggregate, which quantiles cannot. From the HDR histogram:
+/// a bucket's count is exact to its 3 significant digits, and `_sum` is its mean times
+/// its count.
+fn histogram(out: &mut String, name: &str, help: &str, h: &hdrhistogram::Histogram<u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for le in LATENCY_BUCKETS {
+        let micros = (le * 1e6) as u64;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{le}\"}} {}",
+            h.count_between(0, micros)
+        );
     }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.len());
     let sum = h.mean() * h.len() as f64 / 1e6;
     let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
 }
@@ -293,4 +328,35 @@ fn answer(stream: std::net::TcpStream, registry: &Registry) -> io::Result<()> {
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_are_exposed_as_cumulative_buckets_with_sum_and_count() {
+        let mut h =
+            hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+        for micros in [300, 2_000, 2_000, 40_000, 20_000_000] {
+            h.record(micros).expect("in range");
+        }
+        let mut out = String::new();
+        histogram(&mut out, "x_seconds", "help", &h);
+        let value = |series: &str| -> f64 {
+            out.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {series} in\n{out}"))
+        };
+        assert!(out.contains("# TYPE x_seconds histogram"));
+        assert_eq!(value("x_seconds_bucket{le=\"0.0005\"}"), 1.0);
+        assert_eq!(value("x_seconds_bucket{le=\"0.001\"}"), 1.0);
+        assert_eq!(value("x_seconds_bucket{le=\"0.0025\"}"), 3.0);
+        assert_eq!(value("x_seconds_bucket{le=\"0.05\"}"), 4.0);
+        assert_eq!(value("x_seconds_bucket{le=\"10\"}"), 4.0);
+        assert_eq!(value("x_seconds_bucket{le=\"+Inf\"}"), 5.0);
+        assert_eq!(value("x_seconds_count"), 5.0);
+        let sum = value("x_seconds_sum");
+        assert!((sum - 20.0443).abs() < 0.03, "sum {sum}");
+    }
 }

@@ -3,7 +3,9 @@
 //! `/subscribers`). Errors carry the status Clearwater gives and a body saying what was
 //! wrong.
 
+pub mod bearer;
 pub mod homestead;
+pub mod metrics;
 pub mod prov;
 
 use std::time::Duration;
