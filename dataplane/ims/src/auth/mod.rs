@@ -204,6 +204,29 @@ impl Authenticator {
         kind: ChallengeKind,
         now_s: u64,
     ) -> Presented<'a> {
+        self.inspect_with(request, kind, |nonce, impi| {
+            self.key.check(nonce, now_s, &self.realm, impi)
+        })
+    }
+
+    /// As [`inspect`](Self::inspect), for a request it found to carry a nonce of ours
+    /// (`checked`): only the nonce's age at `now_s` is judged again, not its HMAC.
+    pub fn reinspect<'a>(
+        &self,
+        request: &Message<'a>,
+        kind: ChallengeKind,
+        checked: NonceCheck,
+        now_s: u64,
+    ) -> Presented<'a> {
+        self.inspect_with(request, kind, |_, _| self.key.age(checked, now_s))
+    }
+
+    fn inspect_with<'a>(
+        &self,
+        request: &Message<'a>,
+        kind: ChallengeKind,
+        check_nonce: impl Fn(&[u8], &[u8]) -> NonceCheck,
+    ) -> Presented<'a> {
         // Credentials are one header line each: commas separate their parameters, not values.
         for header in request.headers_named(kind.credentials_header()) {
             let Ok(credentials) = Auth::parse(header.value()) else {
@@ -230,7 +253,7 @@ impl Authenticator {
                 // An IMS UE's first REGISTER names its IMPI with an empty nonce.
                 return Presented::Challenge;
             }
-            return match self.key.check(nonce, now_s, &self.realm, impi) {
+            return match check_nonce(nonce, impi) {
                 NonceCheck::Invalid => Presented::Challenge,
                 nonce => Presented::Verify {
                     impi,

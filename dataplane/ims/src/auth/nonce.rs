@@ -108,6 +108,22 @@ impl NonceKey {
     }
 }
 
+impl NonceKey {
+    /// A nonce [`check`](Self::check) found ours, judged again at `now_s`: whether it went
+    /// stale since (while Homestead answered, say). Its tag is not computed again.
+    pub fn age(&self, checked: NonceCheck, now_s: u64) -> NonceCheck {
+        let (NonceCheck::Fresh(raw) | NonceCheck::Stale(raw)) = checked else {
+            return NonceCheck::Invalid;
+        };
+        let issued = raw.first_chunk::<8>().map_or(0, |b| u64::from_be_bytes(*b));
+        if now_s.saturating_sub(issued) > self.lifetime_s {
+            NonceCheck::Stale(raw)
+        } else {
+            NonceCheck::Fresh(raw)
+        }
+    }
+}
+
 /// Compares without an early exit, so the time taken says nothing about where bytes differ.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -122,6 +138,17 @@ mod tests {
 
     fn key() -> NonceKey {
         NonceKey::new(b"cluster secret of sixteen+ bytes", 30)
+    }
+
+    #[test]
+    fn a_checked_nonce_ages_without_its_tag_computed_again() {
+        let k = key();
+        let nonce = k.issue(1_000, 7, REALM, ALICE);
+        let checked = k.check(nonce.as_bytes(), 1_000, REALM, ALICE);
+        assert!(matches!(checked, NonceCheck::Fresh(_)));
+        assert_eq!(k.age(checked, 1_030), checked);
+        assert!(matches!(k.age(checked, 1_031), NonceCheck::Stale(_)));
+        assert_eq!(k.age(NonceCheck::Invalid, 1_000), NonceCheck::Invalid);
     }
 
     #[test]

@@ -189,7 +189,6 @@ pub fn apply(
         .collect();
     next.expire(now_s);
     let was_empty = next.is_unregistered();
-    let live_before = next.bindings.clone();
     match &register.contacts {
         None => remove_all(&mut next, register),
         Some(contacts) => {
@@ -207,7 +206,8 @@ pub fn apply(
             }
         }
     }
-    for (id, binding) in &live_before {
+    // The bindings live before this REGISTER are `state`'s unexpired ones.
+    for (id, binding) in state.bindings.iter().filter(|(_, b)| b.expires > now_s) {
         if !next.bindings.contains_key(id) {
             ended_bindings.push(Ended {
                 id: id.clone(),

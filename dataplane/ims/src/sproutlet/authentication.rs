@@ -12,6 +12,7 @@ use super::{
     store_failed, to_aor, unexpected,
 };
 use crate::auth::aka::{AkaVersion, PendingAka};
+use crate::auth::nonce::NonceCheck;
 use crate::auth::{Authenticator, ChallengeKind, Outcome, Presented};
 
 /// How long a Digest AKA challenge waits for its answer (Clearwater's 40 s).
@@ -83,9 +84,10 @@ pub fn immediate_challenge(
 #[derive(Debug)]
 enum Waiting {
     Nothing,
-    /// The HA1 of `impi`.
+    /// The HA1 of `impi`, whose credentials carried a nonce of ours (`nonce`).
     Ha1 {
         impi: String,
+        nonce: NonceCheck,
     },
     /// The AoR, for the AKA challenge the answer is to.
     Challenged {
@@ -154,12 +156,15 @@ impl SproutletTsx for AuthenticationTsx {
                 };
                 self.read_aor()
             }
-            Presented::Verify { impi, .. } => {
+            Presented::Verify { impi, nonce, .. } => {
                 let impi = text(impi);
                 if cx.auth.guessing().refuses(&impi, cx.source, cx.now_s) {
                     return locked_out();
                 }
-                self.waiting = Waiting::Ha1 { impi: impi.clone() };
+                self.waiting = Waiting::Ha1 {
+                    impi: impi.clone(),
+                    nonce,
+                };
                 Decision::Ask(Query::DigestHa1 {
                     impi,
                     impu: self.identity.clone(),
@@ -179,8 +184,8 @@ impl SproutletTsx for AuthenticationTsx {
             std::mem::replace(&mut self.waiting, Waiting::Nothing),
             answer,
         ) {
-            (Waiting::Ha1 { impi }, Answer::Ha1(ha1)) => match ha1 {
-                Ok(ha1) => self.check_digest(req, impi, &ha1, facts, cx),
+            (Waiting::Ha1 { impi, nonce }, Answer::Ha1(ha1)) => match ha1 {
+                Ok(ha1) => self.check_digest(req, impi, nonce, &ha1, facts, cx),
                 Err(failure) => {
                     if matches!(failure, LookupFailure::NotFound(_)) {
                         cx.auth.guessing().failed(&impi, cx.source, cx.now_s);
@@ -267,15 +272,17 @@ impl AuthenticationTsx {
         &self,
         req: &Message<'_>,
         impi: String,
+        checked: NonceCheck,
         ha1: &str,
         facts: &mut Facts,
         cx: &mut Cx<'_>,
     ) -> Decision {
-        // The nonce is checked again now, not when the request came: one that went stale
-        // while Homestead answered gets a stale challenge rather than a late acceptance.
+        // The nonce's age is judged again now, not when the request came: one that went
+        // stale while Homestead answered gets a stale challenge rather than a late
+        // acceptance. Its HMAC was checked then.
         let Presented::Verify {
             credentials, nonce, ..
-        } = cx.auth.inspect(req, self.kind, cx.now_s)
+        } = cx.auth.reinspect(req, self.kind, checked, cx.now_s)
         else {
             // The nonce went stale while Homestead answered.
             return self.challenge(cx, &impi, true);

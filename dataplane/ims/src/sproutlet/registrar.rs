@@ -40,9 +40,11 @@ enum Waiting {
     Nothing,
     /// The AoR as it is.
     Current,
-    /// Homestead's implicit registration set, then a write of `current`.
+    /// Homestead's implicit registration set, then a write of `current` with the
+    /// REGISTER as already applied to it.
     Identities {
         current: Versioned,
+        applied: Box<Applied>,
     },
     /// A compare-and-swap write.
     Write {
@@ -107,16 +109,18 @@ impl SproutletTsx for RegistrarTsx {
                 Ok(current) => self.consider(current, cx),
                 Err(e) => store_failed(e),
             },
-            (Waiting::Identities { current }, Answer::Identities(identities)) => match identities {
-                Ok(identities) => {
-                    self.associated = identities;
-                    self.write(current, 1, cx)
+            (Waiting::Identities { current, applied }, Answer::Identities(identities)) => {
+                match identities {
+                    Ok(identities) => {
+                        self.associated = identities;
+                        self.write(current, Some(applied), 1, cx)
+                    }
+                    Err(super::LookupFailure::NotFound(_)) => Decision::status(403),
+                    Err(super::LookupFailure::Unavailable(_)) => Decision::status(504),
                 }
-                Err(super::LookupFailure::NotFound(_)) => Decision::status(403),
-                Err(super::LookupFailure::Unavailable(_)) => Decision::status(504),
-            },
+            }
             (Waiting::Reread { attempt }, Answer::Aor(current)) => match current {
-                Ok(current) => self.write(current, attempt, cx),
+                Ok(current) => self.write(current, None, attempt, cx),
                 Err(e) => store_failed(e),
             },
             (Waiting::Write { applied, attempt }, Answer::Written(written)) => match written {
@@ -154,29 +158,36 @@ impl RegistrarTsx {
         let Some(register) = self.register.as_ref() else {
             return unexpected();
         };
-        if let Err(refusal) =
-            registrar::apply(&current.state, register, cx.now_s, cx.settings.register)
-        {
-            return refused(refusal);
-        }
+        let applied =
+            match registrar::apply(&current.state, register, cx.now_s, cx.settings.register) {
+                Ok(applied) => Box::new(applied),
+                Err(refusal) => return refused(refusal),
+            };
         let adds = register
             .contacts
             .as_ref()
             .is_some_and(|c| c.iter().any(|c| c.expires.or(register.expires) != Some(0)));
         self.associated = current.state.associated_uris.clone();
         if adds && (current.state.is_unregistered() || self.associated.is_empty()) {
-            self.waiting = Waiting::Identities { current };
+            self.waiting = Waiting::Identities { current, applied };
             return Decision::Ask(Query::Registration {
                 impu: self.aor.clone(),
                 impi: self.impi.clone(),
                 change: RegistrationChange::Register,
             });
         }
-        self.write(current, 1, cx)
+        self.write(current, Some(applied), 1, cx)
     }
 
-    /// Applies the REGISTER to `current` and asks for the compare-and-swap.
-    fn write(&mut self, current: Versioned, attempt: u32, cx: &mut Cx<'_>) -> Decision {
+    /// Applies the REGISTER to `current` (unless `applied` is that already) and asks for
+    /// the compare-and-swap.
+    fn write(
+        &mut self,
+        current: Versioned,
+        applied: Option<Box<Applied>>,
+        attempt: u32,
+        cx: &mut Cx<'_>,
+    ) -> Decision {
         if self.associated.is_empty() {
             self.associated.push(self.aor.clone());
         }
@@ -186,14 +197,18 @@ impl RegistrarTsx {
         {
             return Decision::status(403);
         }
-        let Some(register) = self.register.as_ref() else {
-            return unexpected();
+        let mut applied = match applied {
+            Some(applied) => applied,
+            None => {
+                let Some(register) = self.register.as_ref() else {
+                    return unexpected();
+                };
+                match registrar::apply(&current.state, register, cx.now_s, cx.settings.register) {
+                    Ok(applied) => Box::new(applied),
+                    Err(refusal) => return refused(refusal),
+                }
+            }
         };
-        let mut applied =
-            match registrar::apply(&current.state, register, cx.now_s, cx.settings.register) {
-                Ok(applied) => applied,
-                Err(refusal) => return refused(refusal),
-            };
         if !applied.state.is_unregistered() {
             applied.state.associated_uris.clone_from(&self.associated);
         }
@@ -208,10 +223,7 @@ impl RegistrarTsx {
             });
         }
         let state = applied.state.clone();
-        self.waiting = Waiting::Write {
-            applied: Box::new(applied),
-            attempt,
-        };
+        self.waiting = Waiting::Write { applied, attempt };
         Decision::write_aor(&self.aor, current, state)
     }
 
