@@ -327,11 +327,16 @@ pub fn aor_of(uri: &sip::Uri<'_>) -> Option<String> {
         Scheme::Sips => "sips",
         _ => "sip",
     };
-    Some(format!(
-        "{scheme}:{}@{}",
-        String::from_utf8_lossy(user),
-        String::from_utf8_lossy(host).to_ascii_lowercase()
-    ))
+    // One allocation: this runs for every REGISTER and every terminating request.
+    let mut aor = String::with_capacity(scheme.len() + 2 + user.len() + host.len());
+    aor.push_str(scheme);
+    aor.push(':');
+    aor.push_str(&String::from_utf8_lossy(user));
+    aor.push('@');
+    let start = aor.len();
+    aor.push_str(&String::from_utf8_lossy(host));
+    aor[start..].make_ascii_lowercase();
+    Some(aor)
 }
 
 /// The AoR a REGISTER or SUBSCRIBE is about (its To).
@@ -378,4 +383,23 @@ pub(crate) fn store_failed(e: StoreFailure) -> Decision {
 /// the contract, and the request fails rather than the core.
 pub(crate) fn unexpected() -> Decision {
     Decision::status(500)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_aor_keeps_its_user_and_scheme_and_lowercases_its_host() {
+        let aor = |text: &str| aor_of(&sip::Uri::parse(text.as_bytes()).expect("a URI"));
+        assert_eq!(
+            aor("sip:Alice@Example.COM:5060;transport=tcp").as_deref(),
+            Some("sip:Alice@example.com")
+        );
+        assert_eq!(
+            aor("sips:6505550000@example.com").as_deref(),
+            Some("sips:6505550000@example.com")
+        );
+        assert_eq!(aor("sip:example.com"), None);
+    }
 }
