@@ -32,6 +32,10 @@ def add_arguments(p):
     p.add_argument("--stress-subscribers", type=int, default=0,
                    help="also run the Clearwater stress profile (1.3 calls and 2 re-REGISTERs "
                         "per subscriber per hour) at this many subscribers (default 0: skip)")
+    p.add_argument("--calls-rate", type=int, default=0,
+                   help="also measure calls to registered users (the S-CSCF's terminating "
+                        "path; Kamailio: lookup() + t_relay()) at this many calls/s for "
+                        "--duration, per variant (default 0: skip)")
     p.add_argument("--stress-duration", type=float, default=60,
                    help="measured seconds of the stress profile (default 60)")
     p.add_argument("--no-build", action="store_true", help="use target/release/whitewater as built")
@@ -201,6 +205,55 @@ def measure(run, args, variant, rawdir, port):
     return r
 
 
+def terminating(run, args, variant, rawdir, port):
+    """Calls to registered users: every subscriber registers the callee SIPp's address,
+    then `call-registered-uac.xml` calls them (100 ms calls) at --calls-rate for
+    --duration; CPU µs per call."""
+    cwd = rawdir / f"{variant}-calls"
+    cwd.mkdir(parents=True)
+    subs = args.subscribers
+    write_users(cwd / "users.csv", subs)
+    write_pairs(cwd / "pairs.csv", subs)
+    scenario = "register-noauth.xml" if "noauth" in variant else "register-digest.xml"
+    calls = int(round(args.calls_rate * args.duration))
+    run.log(f"{variant}: {subs} subscribers registered, then {calls} calls to them at "
+            f"{args.calls_rate}/s")
+    uas_port = run.free_ports([1])[0]
+    server = Server(run, args, variant, cwd, port, subs)
+    uas = None
+    try:
+        # Registered from the callee SIPp's port, so every contact is that SIPp.
+        _, warm = sipp(run, args, cwd, port, scenario, cwd / "users.csv", subs,
+                       min(2000, subs), "initial", ("-p", uas_port))
+        registered = run.counter(warm, "SuccessfulCall")
+        uas = run.start(["sipp", "-sf", run.SCENARIOS / "proxy-uas.xml", "-i", run.LOOPBACK,
+                         "-p", uas_port, "-nostdin"], cwd, "uas.out", args.sipp_core)
+        run.wait_bound(uas, uas_port, "SIPp UAS", cwd, "uas.out")
+        cpu0, t0 = server.cpu(), time.monotonic()
+        _, stats = sipp(run, args, cwd, port, "call-registered-uac.xml", cwd / "pairs.csv",
+                        calls, args.calls_rate, "calls", ("-d", "100"))
+        wall = time.monotonic() - t0
+        time.sleep(args.drain)
+        alive = server.alive()
+        cpu1 = server.cpu()
+    finally:
+        if uas is not None:
+            run.stop(uas)
+        server.stop()
+    ok, failed = run.counter(stats, "SuccessfulCall"), run.counter(stats, "FailedCall")
+    r = {
+        "variant": variant, "registered": registered, "offered": calls, "ok": ok,
+        "failed": failed, "retrans": run.counter(stats, "Retransmissions"),
+        "cpu_us_per_call": (cpu1 - cpu0) * 1e6 / ok if ok and alive else None,
+        "server_core_pct": 100.0 * (cpu1 - cpu0) / wall if wall > 0 else 0.0,
+    }
+    cpu = "-" if r["cpu_us_per_call"] is None else f"{r['cpu_us_per_call']:.1f}"
+    run.log(f"  registered {registered}/{subs}; calls ok {ok}/{calls} failed {failed} "
+            f"retrans {r['retrans']} cpu {cpu} us/call")
+    (cwd / "result.json").write_text(json.dumps(r, indent=1))
+    return r
+
+
 def stress(run, args, rawdir, port):
     """The Clearwater stress profile at args.stress_subscribers: 2 re-REGISTERs and 1.3
     calls per subscriber per hour; Whitewater's CPU gives subscribers per core at 60 %."""
@@ -269,7 +322,7 @@ def stress(run, args, rawdir, port):
     return r
 
 
-def write_report(run, args, results, stress_result, rawdir, command):
+def write_report(run, args, results, stress_result, rawdir, command, calls=()):
     stamp = time.strftime("%Y-%m-%d")
     md = run.RESULTS / f"{stamp}-register.md"
     n = 2
@@ -298,6 +351,24 @@ def write_report(run, args, results, stress_result, rawdir, command):
             f"{r['failed']} | {r['retrans']} | {'–' if cpu is None else f'{cpu:.1f}'} | {ratio} | "
             f"{r['server_core_pct']:.0f} | {r['other_on_core_pct']:.0f} | {r['p50_ms']} | "
             f"{r['p99_ms']} |")
+    if calls:
+        kam = {r["variant"]: r for r in calls}
+        lines += ["", f"## Calls to registered users", "",
+                  f"Every subscriber registered with the callee SIPp's address as its contact, "
+                  f"then `call-registered-uac.xml` (INVITE, 200, ACK, 100 ms, BYE, 200 through "
+                  f"the server, which record-routes) at {args.calls_rate} calls/s for "
+                  f"{args.duration:g} s. Kamailio: `lookup(\"location\")` + `t_relay()`. CPU µs "
+                  f"per call as above, over the calls plus {args.drain:g} s.", "",
+                  "| variant | registered | ok / offered | failed | retrans | CPU µs/call | "
+                  "× Kamailio (same auth) |", "|---|---|---|---|---|---|---|"]
+        for r in calls:
+            k = kam.get("kamailio-auth" if "noauth" not in r["variant"] else "kamailio-noauth")
+            cpu = r["cpu_us_per_call"]
+            ratio = (f"{cpu / k['cpu_us_per_call']:.2f}"
+                     if cpu and k and k["cpu_us_per_call"] else "–")
+            lines.append(f"| {r['variant']} | {r['registered']} | {r['ok']} / {r['offered']} | "
+                         f"{r['failed']} | {r['retrans']} | "
+                         f"{'–' if cpu is None else f'{cpu:.1f}'} | {ratio} |")
     if stress_result:
         s = stress_result
         lines += ["", "## Clearwater stress profile", "",
@@ -336,13 +407,18 @@ def main(args, argv, run):
             port = run.free_ports([3])[0]
             results.append(measure(run, args, variant, rawdir, port))
             time.sleep(1.0)
+        calls = []
+        if args.calls_rate:
+            for variant in args.variants:
+                calls.append(terminating(run, args, variant, rawdir, run.free_ports([3])[0]))
+                time.sleep(1.0)
         stress_result = None
         if args.stress_subscribers:
             stress_result = stress(run, args, rawdir, run.free_ports([3])[0])
     finally:
         run.stop_all()
     command = "bench/run " + " ".join(argv)
-    md = write_report(run, args, results, stress_result, rawdir, command)
+    md = write_report(run, args, results, stress_result, rawdir, command, calls)
     run.log(f"report: {md.relative_to(run.ROOT)}")
     print(md.read_text())
     return 0
