@@ -1,7 +1,8 @@
 //! A UE on a UDP socket: REGISTER with digest credentials, and the answers it gets.
 
+use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ims::auth::digest::{self, ResponseInput};
 use sip::{Auth, Message};
@@ -105,18 +106,34 @@ impl Ue {
             text += "\r\n";
         }
         text += "Content-Length: 0\r\n\r\n";
+        // Retransmitted as a UE does over UDP (RFC 3261 Timer E: T1 doubling to T2): a
+        // server may drop a request it judged too late to serve, as overload control does.
+        let deadline = Instant::now() + Duration::from_secs(8);
+        let mut wait = Duration::from_millis(500);
         self.socket
             .send_to(text.as_bytes(), self.server)
             .expect("send");
         let mut buf = vec![0u8; 65_536];
         loop {
-            let (n, _) = self
-                .socket
-                .recv_from(&mut buf)
-                .expect("an answer within 5 s");
-            let answer = Answer(buf[..n].to_vec());
-            if answer.status() >= 200 {
-                return answer;
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no final answer within 8 s to\n{text}");
+            self.socket
+                .set_read_timeout(Some(wait.min(left)))
+                .expect("timeout");
+            match self.socket.recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    let answer = Answer(buf[..n].to_vec());
+                    if answer.status() >= 200 {
+                        return answer;
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    self.socket
+                        .send_to(text.as_bytes(), self.server)
+                        .expect("send");
+                    wait = (wait * 2).min(Duration::from_secs(4));
+                }
+                Err(e) => panic!("receive: {e}"),
             }
         }
     }
