@@ -16,9 +16,12 @@
 //!   stall, such as a fresh process's first 100 ms under a quota), then waits for
 //!   latency samples of requests that arrived after the cut before cutting again;
 //! - the bucket holds at most 50 ms of the current rate, so a burst cannot queue more;
-//! - an initial request that already waited longer than `max_queue_delay` in the socket is
-//!   shed before it costs a parse ([`should_drop`](LoadMonitor::should_drop)): its sender
-//!   has retransmitted or will, and working on it only delays the requests behind it;
+//! - while the core is behind (the last adjustment found even the least latency above
+//!   the target), an initial request that already waited longer than `max_queue_delay` in
+//!   the socket is shed before it costs a parse ([`should_drop`](LoadMonitor::should_drop)):
+//!   its sender has retransmitted or will, and working on it only delays the requests
+//!   behind it. On a core that is not behind, one that waited through a short stall is
+//!   served: nothing queues behind it;
 //! - so is one that finds the bucket empty once the core is behind (it waited longer than
 //!   the target): at several times its capacity a core cannot afford a 503 for every
 //!   request it refuses (parsing, building and sending one costs a sixth of a whole call
@@ -104,6 +107,9 @@ pub struct LoadMonitor {
     /// Initial requests admitted per second, averaged over about [`ADMITTED_WINDOW`].
     admitted_rate: Option<f64>,
     penalties: u32,
+    /// The last adjustment found the core behind: even the least latency of its period
+    /// was above the target (or downstream pushed back).
+    behind: bool,
     /// No cut before this: the samples until then are of requests that arrived before the
     /// last cut took effect.
     hold_cuts_until: Instant,
@@ -124,6 +130,7 @@ impl LoadMonitor {
             period_started: now,
             admitted_rate: None,
             penalties: 0,
+            behind: false,
             hold_cuts_until: now,
             config,
         }
@@ -174,7 +181,8 @@ impl LoadMonitor {
             .admitted_rate
             .map_or(used, |average| average + (used - average) * weight);
         self.admitted_rate = Some(admitted);
-        if error > DECREASE_THRESHOLD || self.penalties > 0 {
+        self.behind = error > DECREASE_THRESHOLD || self.penalties > 0;
+        if self.behind {
             if now >= self.hold_cuts_until {
                 let cut = self.rate.min(admitted.max(used)) / DECREASE_FACTOR;
                 self.rate = cut.max(self.rate * DEEPEST_CUT);
@@ -203,9 +211,9 @@ impl LoadMonitor {
     }
 
     /// Whether an initial request that waited `queued` before we looked at it is too old
-    /// to be worth its work.
+    /// to be worth its work: longer than `max_queue_delay`, while the core is behind.
     pub fn is_stale(&self, queued: Duration) -> bool {
-        queued > self.config.max_queue_delay
+        self.behind && queued > self.config.max_queue_delay
     }
 
     /// Whether an initial request that waited `queued` is to be dropped before it is even
@@ -426,7 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_is_dropped_when_stale_or_when_late_and_the_bucket_is_empty() {
+    fn a_request_is_dropped_when_stale_while_behind_or_when_late_and_the_bucket_is_empty() {
         let t0 = Instant::now();
         let config = OverloadConfig {
             max_tokens: 1.0,
@@ -434,16 +442,25 @@ mod tests {
             ..OverloadConfig::default()
         };
         let mut m = LoadMonitor::new(config, t0);
+        // Not behind: a request that waited through a stall is served.
+        assert!(!m.is_stale(ms(101)));
+        assert!(!m.should_drop(ms(101), t0));
+        // A period in which even the least latency was 50 ms: behind.
+        let mut now = t0;
+        for _ in 0..20 {
+            now += ms(10);
+            m.request_complete(ms(50), now);
+        }
         assert!(!m.is_stale(ms(100)));
         assert!(m.is_stale(ms(101)));
         // A token is there: only a stale request is dropped, and none is taken.
-        assert!(!m.should_drop(ms(50), t0));
-        assert!(m.should_drop(ms(101), t0));
-        assert!(m.admit(t0));
+        assert!(!m.should_drop(ms(50), now));
+        assert!(m.should_drop(ms(101), now));
+        assert!(m.admit(now));
         // The bucket is empty: a late request is dropped, one on time is left to admit()
         // (and its 503).
-        assert!(m.should_drop(ms(11), t0));
-        assert!(!m.should_drop(ms(10), t0));
-        assert!(!m.admit(t0));
+        assert!(m.should_drop(ms(11), now));
+        assert!(!m.should_drop(ms(10), now));
+        assert!(!m.admit(now));
     }
 }
