@@ -346,14 +346,20 @@ mod tests {
         }
     }
 
+    /// A monitor starting at `rate`, so that what was admitted, not the halving bound,
+    /// decides a cut.
+    fn monitor_at(rate: f64, t0: Instant) -> LoadMonitor {
+        let config = OverloadConfig {
+            initial_rate: rate,
+            ..OverloadConfig::default()
+        };
+        LoadMonitor::new(config, t0)
+    }
+
     #[test]
     fn overload_that_starts_after_an_idle_spell_is_cut_from_its_own_rate() {
         let t0 = Instant::now();
-        let config = OverloadConfig {
-            initial_rate: 1_500.0,
-            ..OverloadConfig::default()
-        };
-        let mut m = LoadMonitor::new(config, t0);
+        let mut m = monitor_at(1_500.0, t0);
         // A quiet minute, then 1,000 a second admitted, each having waited 50 ms. Measured
         // from the monitor's start, that is a trickle, and the cut would go as deep as it
         // may (half).
@@ -370,11 +376,7 @@ mod tests {
     #[test]
     fn a_cut_goes_below_what_was_admitted_and_waits_for_fresh_samples() {
         let t0 = Instant::now();
-        let config = OverloadConfig {
-            initial_rate: 1_500.0,
-            ..OverloadConfig::default()
-        };
-        let mut m = LoadMonitor::new(config, t0);
+        let mut m = monitor_at(1_500.0, t0);
         // 1,000 a second admitted, each having waited 50 ms: far above the 10 ms target.
         let mut now = t0;
         for _ in 0..100 {
